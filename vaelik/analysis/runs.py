@@ -1,0 +1,425 @@
+"""Find and read run directories into tidy pandas tables.
+
+A *run directory* is a folder holding ``config.json`` (see ``docs/run-directory.md``).
+This module only reads files: it never imports torch or the training code, and a
+missing or corrupt file never raises out of :func:`load_runs` -- the run is skipped
+and one line saying what was wrong is appended to :attr:`Runs.problems`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Runs",
+    "RunFileError",
+    "load_runs",
+    "load_pointwise",
+    "load_per_dim",
+    "load_images",
+    "find_run_dirs",
+    "CONFIG_COLUMNS",
+]
+
+#: Config keys copied (flattened) into :attr:`Runs.runs` and joined onto :attr:`Runs.metrics`.
+CONFIG_COLUMNS = ("likelihood", "scale", "scale_mode", "model", "latent_dim", "seed", "data")
+
+METRICS_COLUMNS = ("epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds")
+POINTWISE_COLUMNS = ("index", "elbo", "recon", "kl", "log_px", "loss_sum")
+PER_DIM_COLUMNS = ("dim", "scale", "mse", "mae")
+IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
+
+_MAX_DEPTH = 3
+
+
+class RunFileError(ValueError):
+    """A file of a run directory is missing or does not follow ``docs/run-directory.md``."""
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Every run found under one path, as tidy tables.
+
+    Attributes
+    ----------
+    runs : pandas.DataFrame
+        One row per run directory whose ``config.json`` could be read. Columns:
+        ``run`` (config ``name``, else the folder name), ``path``, ``status``
+        (``completed``, ``running``, ``failed: ...``, ``interrupted`` or
+        ``missing``), ``completed`` (bool), the flattened config
+        (:data:`CONFIG_COLUMNS` plus ``hidden_dim, epochs, batch_size, lr,
+        min_scale, elbo_estimator, data_dim, image_shape, binary``), ``scale`` as a
+        string (``"0.1"`` or ``"learned"``), and every scalar of ``eval.json``.
+        Two eval keys are renamed so they cannot collide with config keys:
+        ``eval.json`` ``scale`` (the numeric σ or b) becomes ``scale_value``;
+        config ``elbo`` (the estimator name) becomes ``elbo_estimator``.
+        The ``ppca`` block is flattened to ``ppca_sigma2_learned``,
+        ``ppca_sigma2_ml``, ``ppca_exact_log_px``, ``ppca_elbo``.
+    metrics : pandas.DataFrame
+        One row per run x epoch x split from ``metrics.csv`` with ``run`` and the
+        :data:`CONFIG_COLUMNS` joined. Only completed runs unless
+        ``load_runs(..., include_incomplete=True)``.
+    problems : list of str
+        One line per file that could not be read, naming the run and the file.
+    root : pathlib.Path
+        The path that was searched.
+    """
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    root: Path = Path(".")
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        """Rows of :attr:`runs` whose status is ``completed``."""
+        if self.runs.empty:
+            return self.runs
+        return self.runs[self.runs["completed"]].reset_index(drop=True)
+
+
+def find_run_dirs(path: str | Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
+    """Return the run directories at or below ``path``, sorted.
+
+    Parameters
+    ----------
+    path : str or Path
+        A run directory, a folder of run directories, or a sweep folder.
+    max_depth : int
+        How many folder levels below ``path`` are searched (default 3).
+
+    Returns
+    -------
+    list of Path
+        Folders that contain ``config.json``; the search does not descend into a
+        run directory.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        if (folder / "config.json").is_file():
+            found.append(folder)
+            return
+        if depth >= max_depth:
+            return
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir())
+        except OSError:
+            return
+        for child in children:
+            if not child.name.startswith("."):
+                walk(child, depth + 1)
+
+    walk(root, 0)
+    return sorted(found)
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        value = json.load(fh)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _read_status(run_dir: Path) -> str:
+    try:
+        text = (run_dir / "status").read_text(encoding="utf-8").strip()
+    except OSError:
+        return "missing"
+    return text.splitlines()[0].strip() if text else "missing"
+
+
+def _scale_string(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return format(float(value), "g")
+    return str(value)
+
+
+def _scale_mode_from_config(scale: object, likelihood: object) -> str:
+    """Scale mode implied by the config ``scale`` (eval.json's ``scale_mode`` wins when present)."""
+    if scale is None or str(scale) in ("", "none"):
+        return "none"
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        return "fixed"
+    return str(scale)
+
+
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _float_or_nan(value: object) -> float:
+    if value is None or isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _config_row(config: dict, run_dir: Path) -> dict:
+    info = config.get("data_info") if isinstance(config.get("data_info"), dict) else {}
+    scale = config.get("scale")
+    row = {
+        "run": str(config.get("name") or run_dir.name),
+        "path": str(run_dir),
+        "likelihood": str(config.get("likelihood", "unknown")),
+        "scale": _scale_string(scale),
+        "scale_mode": _scale_mode_from_config(scale, config.get("likelihood")),
+        "model": str(config.get("model", "unknown")),
+        "latent_dim": config.get("latent_dim"),
+        "seed": config.get("seed"),
+        "data": str(config.get("data", "unknown")),
+        "hidden_dim": config.get("hidden_dim"),
+        "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "lr": config.get("lr"),
+        "min_scale": config.get("min_scale"),
+        "elbo_estimator": config.get("elbo"),
+        "data_dim": info.get("dim"),
+        "image_shape": "x".join(str(int(s)) for s in info.get("image_shape") or []) or None,
+        "binary": info.get("binary"),
+    }
+    return row
+
+
+_EVAL_RENAMES = {"scale": "scale_value"}
+
+
+def _eval_row(evaluation: dict) -> dict:
+    row: dict = {}
+    for key, value in evaluation.items():
+        if key == "ppca" and isinstance(value, dict):
+            for sub, subvalue in value.items():
+                if _is_scalar(subvalue):
+                    row[f"ppca_{sub}"] = _float_or_nan(subvalue)
+            continue
+        if not _is_scalar(value):
+            continue
+        row[_EVAL_RENAMES.get(key, key)] = value
+    # A null number is NaN in a table; keep strings and bools as they are.
+    for key in ("scale_value", "sigma2_over_mse", "b_over_mae", "log_px", "c7_bound"):
+        if key in row:
+            row[key] = _float_or_nan(row[key])
+    return row
+
+
+def _read_metrics(run_dir: Path) -> pd.DataFrame:
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    missing = [c for c in ("epoch", "split") if c not in frame.columns]
+    if missing:
+        raise RunFileError(f"metrics.csv lacks column(s) {', '.join(missing)}")
+    for col in METRICS_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+        elif col != "split":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame["split"] = frame["split"].astype(str)
+    return frame
+
+
+def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
+    """Read every run directory under ``path`` into a :class:`Runs`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A single run directory, a folder of run directories, or a sweep folder
+        (run directories up to three levels below it).
+    include_incomplete : bool
+        Also put the ``metrics.csv`` rows of runs whose status is not
+        ``completed`` into :attr:`Runs.metrics` (they are always listed in
+        :attr:`Runs.runs` with their status).
+
+    Returns
+    -------
+    Runs
+        Tables of runs and per-epoch metrics, and the list of problems met.
+
+    Notes
+    -----
+    A run whose ``config.json`` is unreadable is skipped. A *completed* run whose
+    ``eval.json`` or ``metrics.csv`` is missing or unreadable is skipped too (a
+    completed run promises both). A run that is not completed is listed with
+    whatever could be read.
+
+    Examples
+    --------
+    >>> runs = load_runs("sweeps/likelihoods")          # doctest: +SKIP
+    >>> runs.runs[["run", "likelihood", "scale", "mse"]]  # doctest: +SKIP
+    """
+    root = Path(path)
+    problems: list[str] = []
+    if not root.exists():
+        problems.append(f"{root}: no such file or folder; pass a run directory or a folder of them")
+    rows: list[dict] = []
+    metric_frames: list[pd.DataFrame] = []
+    for run_dir in find_run_dirs(root):
+        try:
+            config = _read_json(run_dir / "config.json")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{run_dir}: config.json unreadable ({exc}); run skipped")
+            continue
+        row = _config_row(config, run_dir)
+        status = _read_status(run_dir)
+        row["status"] = status
+        row["completed"] = status == "completed"
+        evaluation: dict = {}
+        if (run_dir / "eval.json").exists() or row["completed"]:
+            try:
+                evaluation = _read_json(run_dir / "eval.json")
+            except (OSError, ValueError) as exc:
+                if row["completed"]:
+                    problems.append(f"{row['run']} ({run_dir}): eval.json unreadable ({exc}); run skipped")
+                    continue
+                evaluation = {}
+        metrics = None
+        if (run_dir / "metrics.csv").exists() or row["completed"]:
+            try:
+                metrics = _read_metrics(run_dir)
+            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                if row["completed"]:
+                    problems.append(f"{row['run']} ({run_dir}): metrics.csv unreadable ({exc}); run skipped")
+                    continue
+                metrics = None
+        eval_row = _eval_row(evaluation)
+        for key in ("likelihood", "latent_dim"):
+            eval_row.pop(key, None)  # config is the source of these
+        if eval_row.get("scale_mode"):
+            row["scale_mode"] = str(eval_row.pop("scale_mode"))
+        if row.get("data_dim") is None and eval_row.get("data_dim") is not None:
+            row["data_dim"] = eval_row["data_dim"]
+        eval_row.pop("data_dim", None)
+        row.update({k: v for k, v in eval_row.items() if k not in row})
+        rows.append(row)
+        if metrics is not None and (row["completed"] or include_incomplete):
+            for col in ("run", "path", *CONFIG_COLUMNS):
+                metrics[col] = row[col]
+            metric_frames.append(metrics)
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        runs = pd.DataFrame(columns=["run", "path", "status", "completed", *CONFIG_COLUMNS])
+    else:
+        runs = runs.sort_values(["run", "path"], kind="stable").reset_index(drop=True)
+        dupes = runs["run"].duplicated(keep=False)
+        if dupes.any():
+            # A name must identify one run in tables and figures: add the folder.
+            runs.loc[dupes, "run"] = [
+                f"{name} [{Path(p).parent.name}/{Path(p).name}]"
+                for name, p in zip(runs.loc[dupes, "run"], runs.loc[dupes, "path"])
+            ]
+            problems.append("several runs share a name; their folder was added to the name")
+    if metric_frames:
+        metrics_all = pd.concat(metric_frames, ignore_index=True)
+        metrics_all["run"] = metrics_all["path"].map(dict(zip(runs["path"], runs["run"])))
+    else:
+        metrics_all = pd.DataFrame(columns=[*METRICS_COLUMNS, "run", "path", *CONFIG_COLUMNS])
+    return Runs(runs=runs, metrics=metrics_all, problems=problems, root=root)
+
+
+def _read_csv_with(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError as exc:
+        raise RunFileError(f"{path}: missing; re-run `vaelik evaluate` on this run") from exc
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise RunFileError(f"{path}: unreadable ({exc})") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RunFileError(f"{path}: lacks column(s) {', '.join(missing)}")
+    for col in frame.columns:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def load_pointwise(run_path: str | Path) -> pd.DataFrame:
+    """Read ``pointwise.csv``: one row per test example.
+
+    Parameters
+    ----------
+    run_path : str or Path
+        The run directory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``index, elbo, recon, kl, log_px, loss_sum`` and, when written,
+        ``sse, sae, bce_sum``; all numeric.
+
+    Raises
+    ------
+    RunFileError
+        If the file is missing, unreadable or lacks a required column.
+    """
+    return _read_csv_with(Path(run_path) / "pointwise.csv", ("recon", "loss_sum"))
+
+
+def load_per_dim(run_path: str | Path) -> pd.DataFrame:
+    """Read ``per_dim.csv``: one row per data dimension (``dim, scale, mse, mae``).
+
+    Raises
+    ------
+    RunFileError
+        If the file is missing, unreadable or lacks a required column.
+    """
+    return _read_csv_with(Path(run_path) / "per_dim.csv", PER_DIM_COLUMNS)
+
+
+def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
+    """Read ``images.npz`` (``np.load(..., allow_pickle=False)``).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``originals`` (n, d), ``reconstructions`` (n, d), ``prior_samples`` (m, d)
+        and ``image_shape`` (2,) -- or (0,) when the data are not images.
+
+    Raises
+    ------
+    RunFileError
+        If the file is missing, unreadable, holds objects, or lacks an array.
+    """
+    path = Path(run_path) / "images.npz"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: np.asarray(npz[key]) for key in npz.files}
+    except FileNotFoundError as exc:
+        raise RunFileError(f"{path}: missing; re-run `vaelik evaluate` on this run") from exc
+    except (OSError, ValueError) as exc:
+        raise RunFileError(f"{path}: unreadable ({exc})") from exc
+    missing = [k for k in IMAGE_ARRAYS if k not in arrays]
+    if missing:
+        raise RunFileError(f"{path}: lacks array(s) {', '.join(missing)}")
+    shape = arrays["image_shape"].astype(int).ravel()
+    arrays["image_shape"] = shape
+    if shape.size == 2:
+        d = int(np.prod(shape))
+        for key in ("originals", "reconstructions", "prior_samples"):
+            if arrays[key].ndim != 2 or arrays[key].shape[1] != d:
+                raise RunFileError(
+                    f"{path}: {key} has shape {arrays[key].shape}, expected (n, {d}) for images "
+                    f"of shape {tuple(shape)}"
+                )
+    return arrays
+
+
+def finite(value: object) -> bool:
+    """True when ``value`` is a finite number (not None, NaN or inf)."""
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
