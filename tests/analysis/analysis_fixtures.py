@@ -1,0 +1,213 @@
+"""Synthetic run directories with planted answers (numpy only, no torch).
+
+Every file follows docs/run-directory.md. Each builder returns the numbers it
+planted so a test can compare what the analysis layer recovers with them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vaelik.analysis.arviz_io import build_run_data, save_run_data
+
+D = 16
+IMAGE_SHAPE = (4, 4)
+N_TEST = 40
+DRAWS = 100
+EPOCHS = 5
+MIN_SCALE = 1e-3
+ENTROPY = -10.0  # planted H(x) estimate, nats per point
+
+FIXED_SIGMAS = (0.05, 0.1, 0.3, 1.0)
+FIXED_MSE = {0.05: 0.004, 0.1: 0.006, 0.3: 0.015, 1.0: 0.05}  # increases with σ
+FIXED_KL = {0.05: 30.0, 0.1: 22.0, 0.3: 9.0, 1.0: 1.5}  # decreases with σ
+FIXED_AU = {0.05: 8, 0.1: 8, 0.3: 5, 1.0: 1}
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2), encoding="utf-8")
+
+
+def _config(name: str, likelihood: str, scale, model: str = "vae", seed: int = 0,
+            data: str = "synthetic-grey", binary: bool = False) -> dict:
+    return {
+        "name": name, "data": data,
+        "data_info": {"name": data, "dim": D, "image_shape": list(IMAGE_SHAPE), "n_train": 160,
+                      "n_test": N_TEST, "binary": binary, "scaling": "none", "params": {}},
+        "likelihood": likelihood, "scale": scale, "min_scale": MIN_SCALE, "model": model,
+        "latent_dim": 8, "hidden_dim": 32, "epochs": EPOCHS, "batch_size": 32, "lr": 0.001,
+        "optimizer": "adam", "elbo": "meanfield", "seed": seed, "device": "cpu",
+        "test_fraction": 0.2, "iwae_samples": 1000,
+        "versions": {"vaelik": "0.1.0", "python": "3"},
+    }
+
+
+def _pointwise(rng: np.random.Generator, slope: float, intercept: float, mean_loss: float,
+               extra: np.ndarray | None = None) -> pd.DataFrame:
+    loss = mean_loss * D * rng.gamma(20.0, 1 / 20.0, size=N_TEST)
+    recon = intercept + slope * loss
+    if extra is not None:
+        recon = recon + extra
+    kl = rng.gamma(10.0, 1.0, size=N_TEST)
+    return pd.DataFrame({
+        "index": np.arange(N_TEST), "elbo": recon - kl, "recon": recon, "kl": kl,
+        "log_px": recon - kl + 0.5, "loss_sum": loss, "sse": loss, "sae": loss, "bce_sum": loss,
+    })
+
+
+def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learned",
+             scale_mode: str | None = None, sigma: float | None = 0.1, mse: float = 0.01,
+             mae: float = 0.08, seed: int = 0, model: str = "vae", data: str = "synthetic-grey",
+             kl: float = 12.0, active_units: int = 6, mutual_info: float = 5.0,
+             comparable: bool = True, status: str = "completed", per_dim_scale=None,
+             per_dim_mse=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
+             pointwise: str = "affine", folder: Path | None = None) -> dict:
+    """Write one run directory; return what was planted."""
+    rng = np.random.default_rng(abs(hash((name, seed))) % 2**32)
+    run_dir = (folder or root) / name.replace("/", "_").replace("<", "_").replace(">", "_")
+    run_dir.mkdir(parents=True)
+    if scale_mode is None:
+        scale_mode = "fixed" if isinstance(scale, (int, float)) else str(scale)
+    fam = likelihood
+    _write_json(run_dir / "config.json", _config(name, likelihood, scale, model, seed, data))
+    # metrics.csv: the scale approaches its target over the epochs.
+    rows = []
+    for epoch in range(1, EPOCHS + 1):
+        for split in ("train", "test"):
+            shrink = 1 + 0.5 / epoch
+            rows.append({
+                "epoch": epoch, "split": split, "elbo": -50.0 + epoch, "recon": -40.0 + epoch,
+                "kl": kl, "mse": mse * shrink, "mae": mae * shrink, "bce": 0.3,
+                "scale": (sigma * shrink) if sigma is not None else np.nan, "seconds": 0.5,
+            })
+    pd.DataFrame(rows).to_csv(run_dir / "metrics.csv", index=False)
+    # pointwise.csv with a planted line
+    planted: dict = {"run": name, "path": run_dir, "sigma": sigma, "mse": mse, "mae": mae}
+    if fam == "normal" and sigma is not None:
+        slope, intercept = -1 / (2 * sigma**2), -D / 2 * math.log(2 * math.pi * sigma**2)
+        loss_mean = mse
+    elif fam == "laplace" and sigma is not None:
+        slope, intercept = -1 / sigma, -D * math.log(2 * sigma)
+        loss_mean = mae
+    else:
+        slope, intercept, loss_mean = -1.0, 0.0, 0.3
+    extra = None
+    if pointwise == "noisy":  # not affine: per-dim scale, CB log-normaliser...
+        extra = rng.normal(0.0, 2.0, size=N_TEST)
+    elif pointwise == "arbitrary":  # a planted line unrelated to the theory
+        slope, intercept = -3.25, 7.5
+    pw = _pointwise(rng, slope, intercept, loss_mean, extra)
+    pw.to_csv(run_dir / "pointwise.csv", index=False)
+    planted.update(slope=slope, intercept=intercept)
+    # per_dim.csv
+    if per_dim_mse is None:
+        per_dim_mse = np.full(D, mse)
+    if per_dim_scale is None:
+        per_dim_scale = np.full(D, np.nan if sigma is None else sigma)
+    pd.DataFrame({"dim": np.arange(D), "scale": per_dim_scale, "mse": per_dim_mse,
+                  "mae": np.sqrt(per_dim_mse) * 0.8}).to_csv(run_dir / "per_dim.csv", index=False)
+    # images.npz
+    originals = rng.uniform(size=(8, D))
+    np.savez(run_dir / "images.npz", originals=originals,
+             reconstructions=np.clip(originals + rng.normal(0, 0.1, size=(8, D)), 0, 1),
+             prior_samples=rng.uniform(size=(6, D)), image_shape=np.array(IMAGE_SHAPE))
+    # posterior.nc
+    log_lik = pw["log_px"].to_numpy()[None, :] + rng.normal(0, 0.05, size=(DRAWS, N_TEST))
+    if scale_draws is None and sigma is not None:
+        scale_draws = np.full(DRAWS, sigma)
+    save_run_data(build_run_data(log_lik, originals[:1].repeat(N_TEST, 0), scale_draws),
+                  run_dir / "posterior.nc")
+    # eval.json
+    scale_value = sigma
+    if per_dim_scale is not None and scale_mode in ("per_dim", "predicted"):
+        scale_value = float(np.sqrt(np.mean(np.asarray(per_dim_scale) ** 2)))
+    evaluation = {
+        "elbo": float(pw["elbo"].mean()), "recon": float(pw["recon"].mean()), "kl": kl,
+        "mse": mse, "mae": mae, "bce": 0.3, "mse_at_mean_z": mse * 0.9,
+        "log_px": float(pw["log_px"].mean()), "log_px_samples": 1000,
+        "bits_per_dim": -float(pw["log_px"].mean()) / (D * math.log(2)),
+        "comparable": comparable,
+        "comparable_reason": "" if comparable else "Bernoulli on non-binary data is not a normalised density",
+        "likelihood": likelihood, "scale_mode": scale_mode,
+        "loss_name": {"normal": "mse", "laplace": "mae"}.get(fam, "bce"),
+        "point_estimate": {"normal": "loc", "laplace": "loc", "bernoulli": "probs"}.get(fam, "mean"),
+        "scale": scale_value,
+        "scale_per_dim": None if scale_mode not in ("per_dim", "predicted") else list(map(float, per_dim_scale)),
+        "min_scale": MIN_SCALE,
+        "scales_at_bound": int(np.sum(np.asarray(per_dim_scale, float) <= 1.01 * MIN_SCALE))
+        if scale_mode in ("per_dim", "predicted") else 0,
+        "sigma2_over_mse": (scale_value**2 / mse) if fam == "normal" and scale_value else None,
+        "b_over_mae": (scale_value / mae) if fam == "laplace" and scale_value else None,
+        "active_units": active_units, "latent_dim": 8, "data_dim": D, "n_test": N_TEST,
+        "mutual_info": mutual_info, "entropy_estimate": ENTROPY,
+        "entropy_method": "planted test value",
+        "c7_bound": ENTROPY - D / 2 * math.log(2 * math.pi * math.e * mse),
+        "seconds_train": 10.0 + seed, "seconds_eval": 1.0,
+    }
+    if ppca is not None:
+        evaluation["ppca"] = ppca
+    _write_json(run_dir / "eval.json", evaluation)
+    (run_dir / "status").write_text(status + "\n", encoding="utf-8")
+    planted["c7_bound"] = evaluation["c7_bound"]
+    return planted
+
+
+def build_suite(root: Path) -> dict:
+    """A sweep folder (runs one and two levels deep) with every case the report covers."""
+    root.mkdir(parents=True, exist_ok=True)
+    sweep = root / "sweep-a"
+    p: dict = {}
+    # C2: learned σ with σ²/MSE = 1.02 and 0.98 (held within 0.1)
+    for seed, ratio in ((0, 1.02), (1, 0.98)):
+        mse = 0.01
+        p[f"normal-learned-s{seed}"] = make_run(
+            sweep, f"normal-learned-s{seed}", sigma=math.sqrt(ratio * mse), mse=mse, seed=seed)
+    # C4: Laplace learned b/MAE = 0.97
+    p["laplace-learned-s0"] = make_run(sweep, "laplace-learned-s0", likelihood="laplace",
+                                       sigma=0.97 * 0.08, mae=0.08, mse=0.012)
+    # C3: per-dimension σ_j = RMSE_j, three dims constant (σ at the bound)
+    rmse = np.linspace(0.05, 0.2, D)
+    rmse[:3] = 0.0
+    scale_j = np.where(rmse > 0, rmse, MIN_SCALE)
+    p["normal-per_dim-s0"] = make_run(sweep, "normal-per_dim-s0", scale="per_dim", sigma=None,
+                                      mse=float(np.mean(rmse**2)), per_dim_scale=scale_j,
+                                      per_dim_mse=rmse**2, pointwise="noisy")
+    p["normal-per_dim-s0"]["n_at_bound"] = 3
+    # Bayesian σ with guide draws
+    draws = np.random.default_rng(7).gamma(400.0, 0.1 / 400.0, size=DRAWS)
+    p["normal-bayesian-s0"] = make_run(sweep, "normal-bayesian-s0", scale="bayesian",
+                                       sigma=float(draws.mean()), scale_draws=draws,
+                                       pointwise="noisy")
+    p["normal-bayesian-s0"]["draws"] = draws
+    # C5: Bernoulli on grey levels (not comparable), recon = -BCE exactly
+    p["bernoulli-s0"] = make_run(sweep, "bernoulli-s0", likelihood="bernoulli", scale=None,
+                                 scale_mode="none", sigma=None, comparable=False)
+    p["cb-s0"] = make_run(sweep, "cb-s0", likelihood="continuous_bernoulli", scale=None,
+                          scale_mode="none", sigma=None, pointwise="noisy")
+    # C6: fixed σ series, deeper in the tree
+    for s in FIXED_SIGMAS:
+        name = f"normal-fixed-{s:g}"
+        p[name] = make_run(root / "sweep-b" / "fixed", name, scale=s, sigma=s, mse=FIXED_MSE[s],
+                           kl=FIXED_KL[s], active_units=FIXED_AU[s])
+    # C8: linear VAE with the pPCA block
+    p["linear-s0"] = make_run(root / "linear", "linear-s0", model="linear", data="ppca",
+                              sigma=0.3, mse=0.09,
+                              ppca={"sigma2_learned": 0.095, "sigma2_ml": 0.09,
+                                    "exact_log_px": -20.0, "elbo": -20.4})
+    # Not completed, and broken
+    failed = root / "sweep-a" / "failed-run"
+    failed.mkdir(parents=True)
+    _write_json(failed / "config.json", _config("failed-run", "normal", "learned"))
+    (failed / "status").write_text("failed: loss was NaN at epoch 3\n", encoding="utf-8")
+    broken = root / "sweep-a" / "broken-run"
+    broken.mkdir()
+    _write_json(broken / "config.json", _config("broken-run", "normal", "learned"))
+    (broken / "eval.json").write_text("{not json", encoding="utf-8")
+    pd.DataFrame({"epoch": [1], "split": ["test"]}).to_csv(broken / "metrics.csv", index=False)
+    (broken / "status").write_text("completed\n", encoding="utf-8")
+    return p

@@ -1,0 +1,150 @@
+"""Test metrics side by side over likelihood x scale, and the σ-as-β sweep (C6).
+
+Losses (MSE, MAE, BCE) are computed from the *mean of the observation
+distribution* for every family, so they compare across families. The ELBO and
+log p(x) are compared only between runs whose likelihood is a normalised density
+on the data (``comparable: true``); a Bernoulli on grey levels is not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._common import HELD, NOT_HELD, family, not_measured, num
+
+__all__ = ["COMPARE_METRICS", "comparison_table", "format_mean_sd", "c6_frame", "c6_check"]
+
+#: Metrics summarised by :func:`comparison_table` (``scale_value`` is eval.json's numeric scale;
+#: the group column ``scale`` is the configured scale as a string).
+COMPARE_METRICS = ("mse", "mae", "bce", "elbo", "log_px", "kl", "active_units", "mutual_info",
+                   "scale_value", "seconds_train")
+_DENSITY_METRICS = ("elbo", "log_px")
+_GROUP = ["data", "model", "likelihood", "scale"]
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of the test metrics, per data x model x likelihood x scale.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        :attr:`vaelik.analysis.Runs.runs` (only completed runs are used).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group: ``data, model, likelihood, scale, scale_mode, n_runs``,
+        then ``<metric>_mean`` and ``<metric>_sd`` (sample sd, ddof=1; NaN for one
+        run) for each of :data:`COMPARE_METRICS`, and ``note``. ``elbo`` and
+        ``log_px`` are NaN for groups that are not comparable (the note says why).
+    """
+    metric_cols = [f"{m}_{s}" for m in COMPARE_METRICS for s in ("mean", "sd")]
+    cols = [*_GROUP, "scale_mode", "n_runs", *metric_cols, "note"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    done = runs[runs["completed"].astype(bool)].copy() if "completed" in runs.columns else runs.copy()
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    values = pd.DataFrame({m: num(done, m) for m in COMPARE_METRICS})
+    comparable = done["comparable"] if "comparable" in done.columns else pd.Series(True, index=done.index)
+    comparable = comparable.map(lambda v: v is True or str(v).lower() == "true")
+    for m in _DENSITY_METRICS:
+        values.loc[~comparable, m] = np.nan
+    rows = []
+    for key, idx in done.groupby(_GROUP, sort=True, dropna=False).groups.items():
+        g = values.loc[idx]
+        row = dict(zip(_GROUP, key))
+        row["scale_mode"] = done.loc[idx, "scale_mode"].iloc[0]
+        row["n_runs"] = int(len(idx))
+        for m in COMPARE_METRICS:
+            col = g[m].dropna()
+            row[f"{m}_mean"] = float(col.mean()) if len(col) else np.nan
+            row[f"{m}_sd"] = float(col.std(ddof=1)) if len(col) > 1 else np.nan
+        notes = []
+        if not comparable.loc[idx].all():
+            reasons = done.loc[idx, "comparable_reason"] if "comparable_reason" in done.columns else []
+            reason = next((str(r) for r in reasons if isinstance(r, str) and r), "")
+            notes.append("elbo/log_px not comparable" + (f": {reason}" if reason else ""))
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def format_mean_sd(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Display form of :func:`comparison_table`: one ``mean ± sd`` string per metric."""
+    out = table[[*_GROUP, "n_runs"]].copy()
+    for m in COMPARE_METRICS:
+        mean, sd = table[f"{m}_mean"], table[f"{m}_sd"]
+        out[m] = [
+            "n/a" if pd.isna(a) else (f"{a:.{digits}g}" if pd.isna(b) else f"{a:.{digits}g} ± {b:.2g}")
+            for a, b in zip(mean, sd)
+        ]
+    out["note"] = table["note"]
+    return out
+
+
+def c6_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """C6 frame: Normal runs with a fixed σ, and the learned-σ runs to mark beside them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run: ``run, data, model, latent_dim, seed, kind`` (``fixed`` or
+        ``learned``), ``sigma`` (the fixed value, or the learned final σ), ``mse``,
+        ``kl`` (nats per point), ``active_units``, ``elbo``.
+    """
+    cols = ["run", "data", "model", "latent_dim", "seed", "kind", "sigma", "mse", "kl",
+            "active_units", "elbo"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
+    normal = done[(done["likelihood"].map(family) == "normal")
+                  & done["scale_mode"].isin(["fixed", "learned"])]
+    if normal.empty:
+        return pd.DataFrame(columns=cols)
+    out = normal[["run", "data", "model", "latent_dim", "seed"]].copy()
+    out["kind"] = normal["scale_mode"].astype(str)
+    fixed_from_config = pd.to_numeric(normal["scale"], errors="coerce")
+    out["sigma"] = num(normal, "scale_value").where(lambda s: s.notna(), fixed_from_config)
+    for m in ("mse", "kl", "active_units", "elbo"):
+        out[m] = num(normal, m)
+    return out[cols].sort_values(["kind", "sigma", "seed"]).reset_index(drop=True)
+
+
+def c6_check(frame: pd.DataFrame) -> pd.DataFrame:
+    """Is MSE increasing and KL decreasing in the fixed σ? One row per series.
+
+    A series is the fixed-σ runs of one ``data x model x latent_dim``; values
+    are averaged over seeds at each σ, then checked for strict monotonicity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``data, model, latent_dim, n_sigmas, sigmas, mse_increasing,
+        kl_decreasing, active_units_nonincreasing, verdict``. A series with fewer
+        than 3 distinct σ is "not measured".
+    """
+    cols = ["data", "model", "latent_dim", "n_sigmas", "sigmas", "mse_increasing", "kl_decreasing",
+            "active_units_nonincreasing", "verdict"]
+    fixed = frame[frame["kind"] == "fixed"] if not frame.empty else frame
+    rows = []
+    if not fixed.empty:
+        for key, g in fixed.groupby(["data", "model", "latent_dim"], sort=True, dropna=False):
+            means = g.groupby("sigma", sort=True)[["mse", "kl", "active_units"]].mean()
+            n = len(means)
+            mse_up = bool(np.all(np.diff(means["mse"].to_numpy()) > 0)) if n >= 2 else False
+            kl_down = bool(np.all(np.diff(means["kl"].to_numpy()) < 0)) if n >= 2 else False
+            au = means["active_units"].to_numpy()
+            au_ok = bool(np.all(np.diff(au) <= 0)) if n >= 2 and np.isfinite(au).all() else False
+            if n < 3:
+                verdict = not_measured(f"only {n} distinct fixed σ (need 3)")
+            else:
+                verdict = HELD if (mse_up and kl_down) else NOT_HELD
+            rows.append({
+                "data": key[0], "model": key[1], "latent_dim": key[2], "n_sigmas": n,
+                "sigmas": ", ".join(f"{s:g}" for s in means.index),
+                "mse_increasing": mse_up, "kl_decreasing": kl_down,
+                "active_units_nonincreasing": au_ok, "verdict": verdict,
+            })
+    return pd.DataFrame(rows, columns=cols)
