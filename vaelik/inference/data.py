@@ -1,0 +1,307 @@
+"""Data sets: the bundled digits, synthetic sets with a known truth, and user files.
+
+Nothing is downloaded. Every loader returns a :class:`Dataset` of float32
+tensors of shape ``(n, d)`` (images are flattened), split deterministically
+into train and test from the seed.
+
+Scaling of user files: ``uint8`` arrays (and IDX ``ubyte`` files) are divided
+by 255; other integer arrays by their maximum (so values lie in [0, 1]);
+floating-point arrays are used as they are.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelik.errors import InputError
+
+__all__ = ["Dataset", "load_data", "BUILTIN_DATA", "read_idx"]
+
+#: Built-in data sets and the options each accepts (``--data-opt KEY=VALUE``).
+BUILTIN_DATA: dict[str, dict[str, Any]] = {
+    "digits": {},
+    "digits-binary": {"threshold": 0.5},
+    "ppca": {"n": 2000, "d": 20, "k": 4, "sigma": 0.1, "data_seed": 0},
+    "laplace-noise": {"n": 2000, "d": 20, "k": 4, "b": 0.1, "data_seed": 0},
+}
+
+
+@dataclass
+class Dataset:
+    """A data set split into train and test.
+
+    Attributes
+    ----------
+    name : str
+        Built-in name or the file path.
+    train, test : torch.Tensor
+        Float32 tensors of shape ``(n_train, d)`` and ``(n_test, d)``.
+    image_shape : tuple of int or None
+        Shape to reshape one row into for display.
+    binary : bool
+        Whether every value is 0 or 1.
+    scaling : str
+        How raw values were mapped (documented in the run's config).
+    params : dict
+        Generating parameters of synthetic sets (W, μ are not stored; the seed is).
+    """
+
+    name: str
+    train: torch.Tensor
+    test: torch.Tensor
+    image_shape: tuple[int, ...] | None = None
+    binary: bool = False
+    scaling: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description written to ``config.json``."""
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "image_shape": list(self.image_shape) if self.image_shape else None,
+            "n_train": int(self.train.shape[0]),
+            "n_test": int(self.test.shape[0]),
+            "binary": self.binary,
+            "scaling": self.scaling,
+            "params": self.params,
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# Built-in data
+
+
+def _digits() -> tuple[np.ndarray, tuple[int, int]]:
+    from sklearn.datasets import load_digits
+
+    return load_digits().data.astype(np.float32) / 16.0, (8, 8)
+
+
+def _linear_gaussian(n: int, d: int, k: int, noise: str, level: float, data_seed: int):
+    r"""x = W z + μ + ε, z ~ N(0, I_k), ε ~ N(0, σ²) or Laplace(0, b) per dimension."""
+    rng = np.random.default_rng(data_seed)
+    w = rng.normal(size=(d, k)) / math.sqrt(k)
+    mu = rng.normal(size=d)
+    z = rng.normal(size=(n, k))
+    if noise == "normal":
+        eps = rng.normal(scale=level, size=(n, d))
+    else:
+        eps = rng.laplace(scale=level, size=(n, d))
+    return (z @ w.T + mu + eps).astype(np.float32)
+
+
+def _builtin(name: str, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
+    defaults = BUILTIN_DATA[name]
+    unknown = set(options) - set(defaults)
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise InputError(
+            f"unknown data option(s) {', '.join(sorted(unknown))} for {name!r}; allowed: {allowed}"
+        )
+    params = {**defaults, **options}
+    if name == "digits":
+        x, shape = _digits()
+        return x, {"image_shape": shape, "scaling": "pixel values 0..16 divided by 16"}
+    if name == "digits-binary":
+        x, shape = _digits()
+        t = float(params["threshold"])
+        return (x > t).astype(np.float32), {
+            "image_shape": shape,
+            "scaling": f"pixel/16 > {t} -> 1, else 0",
+            "params": params,
+        }
+    for key in ("n", "d", "k", "data_seed"):
+        params[key] = int(params[key])
+    if not 1 <= params["k"] <= params["d"]:
+        raise InputError(f"data option k must be between 1 and d={params['d']}, got {params['k']}")
+    noise, level_key = ("normal", "sigma") if name == "ppca" else ("laplace", "b")
+    level = float(params[level_key])
+    if not level > 0:
+        raise InputError(f"data option {level_key} must be positive, got {level}")
+    x = _linear_gaussian(
+        params["n"], params["d"], params["k"], noise, level, params["data_seed"]
+    )
+    return x, {"scaling": "none (synthetic)", "params": params}
+
+
+# ----------------------------------------------------------------------------------------
+# Files
+
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an MNIST-format IDX file (optionally gzipped) into a numpy array."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise InputError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise InputError(f"{path} is not an IDX file (bad magic number)")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise InputError(f"truncated IDX file {path}: the header is incomplete")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header < expected:
+        raise InputError(
+            f"truncated IDX file {path}: header promises shape {shape} "
+            f"({expected} bytes of data) but only {len(raw) - header} bytes follow"
+        )
+    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
+
+
+def _read_file(path: str, key: str | None) -> np.ndarray:
+    if not os.path.exists(path):
+        raise InputError(f"data file {path} does not exist (built-in data: {', '.join(BUILTIN_DATA)})")
+    if os.path.isdir(path):
+        raise InputError(f"data path {path} is a folder; give a .npy, .npz or IDX file")
+    lower = path.lower()
+    try:
+        if lower.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if lower.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                if key is None:
+                    if len(keys) != 1:
+                        raise InputError(
+                            f"{path} holds {len(keys)} arrays ({', '.join(keys) or 'none'}); "
+                            "choose one with --data-key NAME"
+                        )
+                    key = keys[0]
+                if key not in keys:
+                    raise InputError(f"{path} has no array {key!r}; it has: {', '.join(keys)}")
+                return archive[key]
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"cannot read data file {path}: {first}") from None
+    if "idx" in lower or lower.endswith("-ubyte") or lower.endswith(".gz"):
+        return read_idx(path)
+    raise InputError(f"unsupported data file {path}: use .npy, .npz or an IDX file (*-idx*-ubyte)")
+
+
+def _scale_file_array(x: np.ndarray) -> tuple[np.ndarray, str]:
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0, "uint8 divided by 255"
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        top = float(x.max()) if x.size else 1.0
+        top = top if top > 0 else 1.0
+        return x.astype(np.float32) / top, f"integers divided by their maximum ({top:g})"
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32), "none (floating point)"
+    raise InputError(f"data must be numeric, got dtype {x.dtype}")
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def _check_array(x: np.ndarray, name: str) -> None:
+    if x.ndim < 2:
+        raise InputError(
+            f"data {name} must have at least 2 dimensions (examples x features), got shape "
+            f"{tuple(x.shape)}"
+        )
+    if x.shape[0] == 0 or x[0].size == 0:
+        raise InputError(f"data {name} is empty (shape {tuple(x.shape)})")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(x.shape[0], -1))[0])
+        kind = "NaN" if np.isnan(x).any() else "inf"
+        raise InputError(
+            f"data {name} contains {int(bad.sum())} non-finite value(s) ({kind}), first in "
+            f"row {int(rows[0])}; remove or impute them"
+        )
+    if x.shape[0] < 2:
+        raise InputError(f"data {name} has {x.shape[0]} row; at least 2 are needed for a train/test split")
+
+
+def load_data(
+    spec: str,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    key: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Dataset:
+    """Load a built-in data set or a user file and split it into train/test.
+
+    Parameters
+    ----------
+    spec : str
+        ``"digits"``, ``"digits-binary"``, ``"ppca"``, ``"laplace-noise"``, or a
+        path to a ``.npy``/``.npz``/IDX file.
+    seed : int
+        Seed of the train/test permutation.
+    test_fraction : float
+        Fraction of rows held out (at least one row).
+    key : str, optional
+        Array name inside a ``.npz`` with several arrays.
+    options : dict, optional
+        Options of a built-in set, e.g. ``{"sigma": 0.05, "n": 500}`` for ``ppca``.
+
+    Raises
+    ------
+    InputError
+        Unknown name, unreadable file, NaN/inf, wrong dimensionality, empty data.
+    """
+    options = dict(options or {})
+    extra: dict[str, Any] = {}
+    if spec in BUILTIN_DATA:
+        x, extra = _builtin(spec, options)
+        name = spec
+    else:
+        if options:
+            raise InputError("data options (--data-opt) apply only to built-in data sets")
+        if not any(sep in spec for sep in ("/", ".", os.sep)):
+            raise InputError(
+                f"unknown data {spec!r}: not a built-in set ({', '.join(BUILTIN_DATA)}) "
+                "and not a file path"
+            )
+        raw = _read_file(spec, key)
+        _check_array(np.asarray(raw, dtype=np.float64) if raw.dtype.kind == "f" else raw, spec)
+        shape = tuple(raw.shape[1:])
+        x, scaling = _scale_file_array(raw)
+        extra = {"scaling": scaling, "image_shape": shape if len(shape) == 2 else None}
+        name = spec
+    x = x.reshape(x.shape[0], -1)
+    _check_array(x, name)
+    n = x.shape[0]
+    n_test = min(n - 1, max(1, int(round(n * test_fraction))))
+    gen = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=gen)
+    data = torch.from_numpy(np.ascontiguousarray(x))
+    return Dataset(
+        name=name,
+        train=data[perm[n_test:]].contiguous(),
+        test=data[perm[:n_test]].contiguous(),
+        image_shape=tuple(extra.get("image_shape") or ()) or None,
+        binary=bool(np.isin(x, (0.0, 1.0)).all()),
+        scaling=extra.get("scaling", "none"),
+        params=extra.get("params", {}),
+    )

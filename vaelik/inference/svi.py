@@ -1,0 +1,446 @@
+"""The SVI loop, written once: every ELBO choice and device is an option of it.
+
+One step is Pyro's ``elbo.differentiable_loss(model, guide, x_batch, idx, N)``,
+``loss.backward()`` and one ``torch.optim`` optimiser over *all* parameters
+(``pyro.optim`` keeps one optimiser per parameter). The data set lives on the
+device as one tensor and batches are index tensors, not a ``DataLoader``.
+Losses are accumulated on the device; the host reads them once per epoch
+(on CPU the per-step finiteness check costs nothing; on CUDA it is batched).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyro
+import pyro.poutine as poutine
+import torch
+
+from vaelik.errors import DivergenceError, InputError
+from vaelik.inference.config import TrainConfig, versions
+from vaelik.inference.data import Dataset, load_data
+from vaelik.inference.elbo import make_elbo
+from vaelik.inference.rundir import (
+    load_checkpoint,
+    prepare_run_dir,
+    read_status,
+    save_checkpoint,
+    write_csv,
+    write_json,
+    write_status,
+)
+from vaelik.inference.terms import split_metrics
+from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
+
+__all__ = ["FitResult", "fit", "resume", "build", "load_fitted", "evaluate_run", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = ["epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds"]
+#: on CUDA, read the device-side finiteness flag every this many steps
+CUDA_SYNC_EVERY = 25
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    model : VAE
+        The fitted model; its Pyro parameters are active inside ``model.params()``.
+    data : Dataset
+        The data it was fitted on (train/test split).
+    config : TrainConfig
+        The resolved configuration.
+    metrics : pandas.DataFrame
+        One row per epoch and split (columns of ``metrics.csv``).
+    evaluation : dict
+        Contents of ``eval.json`` (empty if evaluation was skipped).
+    run_dir : pathlib.Path or None
+        Where the run directory was written.
+    status : str
+        ``completed`` or ``failed: ...``.
+    """
+
+    model: VAE
+    data: Dataset
+    config: TrainConfig
+    metrics: pd.DataFrame
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    status: str = "completed"
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def build(config: TrainConfig) -> tuple[Dataset, VAE]:
+    """Check ``config``, load the data and build the (untrained) model.
+
+    Raises
+    ------
+    InputError
+        For any bad field, data problem, or data outside the likelihood's support.
+    """
+    config.check()
+    likelihood = get_likelihood(config.likelihood, **config.likelihood_kwargs())
+    data = load_data(
+        config.data,
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+        key=config.data_key,
+        options=config.data_options,
+    )
+    likelihood.check_data(data.train)
+    likelihood.check_data(data.test)
+    if config.init_scale is None and isinstance(likelihood, LocationScaleLikelihood):
+        likelihood.init_scale = max(_spread(likelihood, data.train), 2 * likelihood.min_scale)
+    n_train = data.train.shape[0]
+    if config.batch_size > n_train:
+        raise InputError(
+            f"batch-size {config.batch_size} is larger than the training set ({n_train} rows); "
+            f"use --batch-size {n_train} or less"
+        )
+    model = build_model(config.model, likelihood, data.dim, config.latent_dim, config.hidden_dim)
+    return data, model
+
+
+def _spread(likelihood: LocationScaleLikelihood, x: torch.Tensor) -> float:
+    """The ML scale of a decoder that predicts the per-dimension mean of ``x``."""
+    return float(likelihood.optimal_scale(x, x.mean(0, keepdim=True).expand_as(x)).squeeze())
+
+
+def _param_names_and_tensors() -> tuple[list[str], list[torch.Tensor]]:
+    store = pyro.get_param_store()
+    names = sorted(store.keys())
+    return names, [store.get_param(n).unconstrained() for n in names]
+
+
+def _make_optimizer(config: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if config.optimizer == "clipped-adam":
+        from pyro.optim.clipped_adam import ClippedAdam
+
+        return ClippedAdam(params, lr=config.lr, clip_norm=10.0)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
+             "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["batches"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _config_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
+    record = config.to_dict()
+    record["data_info"] = data.info()
+    record["versions"] = versions()
+    return record
+
+
+def fit(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    evaluate: bool = True,
+) -> FitResult:
+    """Fit a model with SVI and (if ``out`` is given) write its run directory.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        What to fit; checked before anything is written.
+    out : path, optional
+        Run directory to write (``config.json``, ``metrics.csv``, ``checkpoint.pt``
+        every epoch, ``eval.json`` etc. at the end, ``status`` last).
+    progress : bool
+        Show a progress bar on stderr.
+    overwrite : bool
+        Replace a run already in ``out``.
+    evaluate : bool
+        Run the final evaluation (IWAE log p(x), MI, ...) and write ``eval.json``.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InputError
+        Bad configuration or data (nothing is written).
+    DivergenceError
+        Non-finite ELBO; the run is marked ``failed`` and keeps its last good
+        checkpoint.
+
+    Examples
+    --------
+    >>> from vaelik.inference import TrainConfig, fit
+    >>> result = fit(TrainConfig(data="digits", likelihood="normal", scale="learned",
+    ...                          epochs=2), progress=False)
+    """
+    data, model = build(config)
+    run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
+    if run_dir is not None:
+        write_json(run_dir / "config.json", _config_record(config, data))
+        write_status(run_dir, "running")
+    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate)
+
+
+def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> FitResult:
+    """Continue a run from its last checkpoint with the configuration stored in it.
+
+    Raises
+    ------
+    InputError
+        Missing folder/config, missing, truncated or foreign checkpoint, or a
+        run that is already complete. Nothing in the folder is changed then.
+    """
+    run_dir = Path(run_dir)
+    config = _read_config(run_dir)
+    if read_status(run_dir) == "completed":
+        raise InputError(f"run {run_dir} is already completed; nothing to resume")
+    data, model = build(config)
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
+    if checkpoint.get("config") != json.dumps(config.to_dict(), sort_keys=True):
+        raise InputError(
+            f"checkpoint in {run_dir} was written by another configuration; refusing to resume"
+        )
+    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
+                  checkpoint=checkpoint)
+
+
+def _train(
+    config: TrainConfig,
+    data: Dataset,
+    model: VAE,
+    run_dir: Path | None,
+    *,
+    progress: bool,
+    evaluate: bool,
+    checkpoint: dict[str, Any] | None = None,
+) -> FitResult:
+    from tqdm.auto import tqdm
+
+    device = _device(config.device)
+    pyro.set_rng_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    x_train, x_test = data.train.to(device), data.test.to(device)
+    n_train, batch = x_train.shape[0], config.batch_size
+    steps = n_train // batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
+    elbo = make_elbo(config.elbo)
+    jit = config.elbo.startswith("jit")
+    rows: list[dict[str, Any]] = []
+    start_epoch = 1
+    with model.params(), warnings.catch_warnings():
+        if jit:
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=".*torch.jit.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # create every parameter (one trace of guide and model) without using the RNG stream
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            idx0 = torch.arange(batch, device=device)
+            guide_tr = poutine.trace(model.guide).get_trace(x_train[idx0], idx0, num_data=n_train)
+            poutine.trace(poutine.replay(model.model, trace=guide_tr)).get_trace(
+                x_train[idx0], idx0, n_train
+            )
+            if jit:  # trace once now so that tracing never consumes the training RNG stream
+                elbo.differentiable_loss(model.model, model.guide, x_train[idx0], idx0, num_data=n_train)
+        names, params = _param_names_and_tensors()
+        optimizer = _make_optimizer(config, params)
+        if checkpoint is not None:
+            _restore(checkpoint, names, params, optimizer, gen)
+            rows = list(checkpoint["metrics"])
+            start_epoch = int(checkpoint["epoch"]) + 1
+        sync_every = 1 if device.type == "cpu" else CUDA_SYNC_EVERY
+        bar = tqdm(
+            range(start_epoch, config.epochs + 1),
+            desc=config.name or f"{config.likelihood}/{config.scale}",
+            disable=not progress, leave=False, unit="epoch", initial=start_epoch - 1,
+            total=config.epochs,
+        )
+        try:
+            for epoch in bar:
+                tick = time.perf_counter()
+                perm = torch.randperm(n_train, generator=gen).to(device)
+                total = torch.zeros((), device=device)
+                bad = torch.zeros((), dtype=torch.bool, device=device)
+                for step in range(steps):
+                    idx = perm[step * batch : (step + 1) * batch]
+                    loss = elbo.differentiable_loss(model.model, model.guide, x_train[idx], idx, num_data=n_train)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    bad |= ~torch.isfinite(loss)
+                    if (step + 1) % sync_every == 0 or step == steps - 1:
+                        if bool(bad):
+                            _diverged(run_dir, epoch, step + 1, rows)
+                    optimizer.step()
+                    total += loss.detach()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - tick
+                epoch_rows = []
+                for split, x in (("train", x_train), ("test", x_test)):
+                    m = split_metrics(model, x)
+                    epoch_rows.append({"epoch": epoch, "split": split, **m, "seconds": seconds})
+                if not all(math.isfinite(r["elbo"]) for r in epoch_rows):
+                    _diverged(run_dir, epoch, steps, rows)
+                rows.extend(epoch_rows)
+                test_row = epoch_rows[1]
+                postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
+                if test_row["scale"] is not None:
+                    postfix["scale"] = f"{test_row['scale']:.4f}"
+                bar.set_postfix(postfix)
+                if run_dir is not None:
+                    write_csv(run_dir / "metrics.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS))
+                    save_checkpoint(
+                        run_dir / "checkpoint.pt",
+                        _checkpoint(config, names, params, optimizer, gen, epoch, rows),
+                    )
+        except KeyboardInterrupt:
+            if run_dir is not None:
+                write_status(run_dir, "interrupted")
+            raise
+        except DivergenceError:
+            raise
+        except Exception as e:
+            if run_dir is not None:
+                write_status(run_dir, f"failed: {type(e).__name__}: {e}")
+            raise
+        finally:
+            bar.close()
+        metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+        result = FitResult(model=model, data=data, config=config, metrics=metrics, run_dir=run_dir)
+        if evaluate:
+            from vaelik.inference.evaluate import evaluate_model
+
+            result.evaluation = evaluate_model(model, data, config, run_dir=run_dir)
+    if run_dir is not None:
+        write_status(run_dir, "completed")
+    return result
+
+
+def _diverged(run_dir: Path | None, epoch: int, step: int, rows: list[dict[str, Any]]) -> None:
+    last = [r for r in rows if r["split"] == "train"]
+    if last:
+        r = last[-1]
+        finite = f"last finite train ELBO {r['elbo']:.4g} (recon {r['recon']:.4g}, kl {r['kl']:.4g}) at epoch {r['epoch']}"
+    else:
+        finite = "no finite epoch before it"
+    message = f"ELBO diverged (non-finite) at epoch {epoch}, step {step}; {finite}"
+    if run_dir is not None:
+        kept = "; last good checkpoint kept" if (run_dir / "checkpoint.pt").exists() else ""
+        write_status(run_dir, f"failed: {message}{kept}")
+    raise DivergenceError(message + "; lower --lr, use --optimizer clipped-adam, or raise --min-scale")
+
+
+def _checkpoint(config, names, params, optimizer, gen, epoch, rows) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "epoch": epoch,
+        "params": {n: p.detach().cpu().clone() for n, p in zip(names, params)},
+        "optimizer": optimizer.state_dict(),
+        "rng": _rng_state(gen),
+        "metrics": [dict(r) for r in rows],
+    }
+
+
+def _restore(checkpoint, names, params, optimizer, gen) -> None:
+    stored = checkpoint["params"]
+    if sorted(stored) != names:
+        raise InputError("checkpoint parameters do not match the model; refusing to resume")
+    with torch.no_grad():
+        for n, p in zip(names, params):
+            if stored[n].shape != p.shape:
+                raise InputError(f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
+                                 f"the model {tuple(p.shape)}; refusing to resume")
+            p.copy_(stored[n].to(p.device))
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    _set_rng_state(checkpoint["rng"], gen)
+
+
+def _read_config(run_dir: Path) -> TrainConfig:
+    try:
+        stored = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise InputError(f"{run_dir} is not a run directory (no config.json)") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {run_dir / 'config.json'}: {e}") from None
+    if not isinstance(stored, dict):
+        raise InputError(f"{run_dir / 'config.json'} is not a configuration object")
+    return TrainConfig.from_dict(stored)
+
+
+def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
+    """Rebuild a fitted model from a run directory's ``config.json`` and ``checkpoint.pt``.
+
+    The returned ``FitResult.model`` has its parameters in ``model.param_state``
+    (use ``with result.model.params(): ...``); ``metrics`` is read from
+    ``metrics.csv`` and ``evaluation`` from ``eval.json`` where present.
+    """
+    run_dir = Path(run_dir)
+    config = _read_config(run_dir)
+    if device is not None:
+        config.device = device
+    data, model = build(config)
+    dev = _device(config.device)
+    model.to(dev)
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
+    x = data.train[: config.batch_size].to(dev)
+    idx = torch.arange(x.shape[0], device=dev)
+    with model.params(), torch.random.fork_rng():
+        guide_tr = poutine.trace(model.guide).get_trace(x, idx, num_data=data.train.shape[0])
+        poutine.trace(poutine.replay(model.model, trace=guide_tr)).get_trace(
+            x, idx, num_data=data.train.shape[0]
+        )
+        names, params = _param_names_and_tensors()
+        stored = checkpoint["params"]
+        if sorted(stored) != names:
+            raise InputError(f"checkpoint in {run_dir} does not match its config.json")
+        with torch.no_grad():
+            for n, p in zip(names, params):
+                p.copy_(stored[n].to(p.device))
+    metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
+    evaluation = {}
+    if (run_dir / "eval.json").exists():
+        evaluation = json.loads((run_dir / "eval.json").read_text())
+    return FitResult(model=model, data=data, config=config, metrics=metrics,
+                     evaluation=evaluation, run_dir=run_dir,
+                     status=read_status(run_dir) or "unknown")
+
+
+def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict[str, Any]:
+    """Re-run the final evaluation of a run directory and rewrite ``eval.json`` & co."""
+    from vaelik.inference.evaluate import evaluate_model
+
+    result = load_fitted(run_dir)
+    if iwae_samples is not None:
+        from vaelik.validate import check_positive_int
+
+        check_positive_int("iwae-samples", iwae_samples)
+    pyro.set_rng_seed(result.config.seed)
+    with result.model.params():
+        return evaluate_model(result.model, result.data, result.config, run_dir=result.run_dir,
+                              num_samples=iwae_samples)
