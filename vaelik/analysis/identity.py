@@ -30,7 +30,7 @@ import pandas as pd
 from ._common import family, num
 from .runs import RunFileError, load_pointwise
 
-__all__ = ["fit_line", "theoretical_line", "identity_table"]
+__all__ = ["fit_line", "theoretical_line", "identity_table", "pointwise_frame"]
 
 _AFFINE_MODES = ("fixed", "learned", "optimal")
 
@@ -167,3 +167,25 @@ def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=cols)
     out.attrs["problems"] = problems
     return out
+
+
+def pointwise_frame(runs: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
+    """``run, loss_sum, recon`` of every completed run's ``pointwise.csv`` (for figures).
+
+    Runs whose file cannot be read are left out (see :func:`identity_table` for
+    the list of problems).
+    """
+    frames = []
+    if not runs.empty:
+        done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
+        for _, row in done.iterrows():
+            if names is not None and row["run"] not in names:
+                continue
+            try:
+                pw = load_pointwise(row["path"])
+            except RunFileError:
+                continue
+            frames.append(pd.DataFrame({"run": row["run"], "loss_sum": pw["loss_sum"], "recon": pw["recon"]}))
+    if not frames:
+        return pd.DataFrame(columns=["run", "loss_sum", "recon"])
+    return pd.concat(frames, ignore_index=True)
