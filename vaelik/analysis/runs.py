@@ -62,8 +62,10 @@ class Runs:
         The ``ppca`` block is flattened to ``ppca_sigma2_learned``,
         ``ppca_sigma2_ml``, ``ppca_exact_log_px``, ``ppca_elbo``.
     metrics : pandas.DataFrame
-        One row per run x epoch x split from ``metrics.csv`` with ``run`` and the
-        :data:`CONFIG_COLUMNS` joined. Only completed runs unless
+        One row per run x epoch x split from ``metrics.csv`` with ``run``, ``path``
+        and the :data:`CONFIG_COLUMNS` joined. The measured ``scale`` column of
+        ``metrics.csv`` is renamed ``scale_value`` (``scale`` is the config setting,
+        as in :attr:`runs`). Only completed runs unless
         ``load_runs(..., include_incomplete=True)``.
     problems : list of str
         One line per file that could not be read, naming the run and the file.
@@ -229,7 +231,8 @@ def _read_metrics(run_dir: Path) -> pd.DataFrame:
         elif col != "split":
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     frame["split"] = frame["split"].astype(str)
-    return frame
+    # The measured scale becomes scale_value, as in the runs table; "scale" is the config setting.
+    return frame.rename(columns={"scale": "scale_value"})
 
 
 def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
@@ -327,7 +330,9 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
         metrics_all = pd.concat(metric_frames, ignore_index=True)
         metrics_all["run"] = metrics_all["path"].map(dict(zip(runs["path"], runs["run"])))
     else:
-        metrics_all = pd.DataFrame(columns=[*METRICS_COLUMNS, "run", "path", *CONFIG_COLUMNS])
+        metrics_all = pd.DataFrame(
+            columns=[c for c in METRICS_COLUMNS if c != "scale"] + ["scale_value", "run", "path", *CONFIG_COLUMNS]
+        )
     return Runs(runs=runs, metrics=metrics_all, problems=problems, root=root)
 
 

@@ -89,10 +89,10 @@ def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
     if metrics.empty:
         return pd.DataFrame(columns=cols)
     fam = metrics["likelihood"].map(family)
-    keep = metrics[fam.isin(SCALED_FAMILIES) & num(metrics, "scale").notna()]
+    keep = metrics[fam.isin(SCALED_FAMILIES) & num(metrics, "scale_value").notna()]
     fam = fam[keep.index]
     out = keep[["run", "likelihood", "scale", "scale_mode", "epoch", "split"]].copy()
-    out["sigma"] = num(keep, "scale")
+    out["sigma"] = num(keep, "scale_value")
     out["rmse"] = np.sqrt(num(keep, "mse"))
     out["mae"] = num(keep, "mae")
     out["target"] = np.where(fam == "laplace", out["mae"], out["rmse"])

@@ -1,0 +1,14 @@
+"""The analysis layer must load (and write a report) without torch."""
+
+import subprocess
+import sys
+
+
+def test_import_does_not_load_torch():
+    code = (
+        "import sys, vaelik.analysis, vaelik.analysis.report;"
+        "bad = [m for m in ('torch', 'pyro', 'vaelik.inference', 'vaelik.models') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
