@@ -272,7 +272,7 @@ def compare_runs(runs: Mapping[str, Any]) -> pd.DataFrame:
     pandas.DataFrame
         Index: run names, best first. Columns: ``rank`` (0 is best), ``elpd``
         (nats, summed over test points), ``p`` (effective number of parameters),
-        ``se``, ``elpd_diff`` (to the best), ``dse`` (se of the difference),
+        ``se``, ``elpd_diff`` (elpd of the best run minus this run's, >= 0), ``dse`` (se of the difference),
         ``weight`` (stacking weights), ``warning`` (bool: Pareto k too high).
         ``frame.attrs["warnings"]`` holds the text of warnings ArviZ raised
         (deprecation notices of the libraries left out).
@@ -311,6 +311,9 @@ def compare_runs(runs: Mapping[str, Any]) -> pd.DataFrame:
             frame[col] = raw[col].astype(int).to_numpy()
         else:
             frame[col] = pd.to_numeric(raw[col], errors="coerce").astype(float).to_numpy() if col in raw.columns else np.nan
+    # ArviZ 0.x reports elpd_diff as best − this (≥ 0), ArviZ 1.x as this − best (≤ 0):
+    # one convention here, recomputed from the elpd column.
+    frame["elpd_diff"] = float(frame["elpd"].max()) - frame["elpd"]
     # Keep what concerns the fit (Pareto k, ...), not the libraries' own deprecations.
     frame.attrs["warnings"] = sorted(
         {str(w.message).strip() for w in caught if not issubclass(w.category, DeprecationWarning)}
