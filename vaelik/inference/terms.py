@@ -135,5 +135,18 @@ def split_metrics(vae: VAE, x: torch.Tensor, chunk: int = 8192) -> dict[str, flo
         "mse": mse,
         "mae": mae,
         "bce": bce,
-        "scale": float(sq_scale.div(n).sqrt()) if has_scale else None,
+        "scale": _bayes_scale_mean(vae) if _is_bayesian(vae) else (
+            float(sq_scale.div(n).sqrt()) if has_scale else None),
     }
+
+
+def _is_bayesian(vae: VAE) -> bool:
+    return getattr(vae.likelihood, "scale_mode", "none") == "bayesian"
+
+
+def _bayes_scale_mean(vae: VAE) -> float:
+    """Posterior mean of a Bayesian scale, E_q[σ] = exp(m + s²/2) for q = LogNormal(m, s)."""
+    import pyro
+
+    loc, sd = pyro.param("scale_q_loc").detach(), pyro.param("scale_q_sd").detach()
+    return float(torch.exp(loc + sd.pow(2) / 2))
