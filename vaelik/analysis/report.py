@@ -319,8 +319,10 @@ def _c8(runs: pd.DataFrame) -> Section:
 # --------------------------------------------------------------------------- other sections
 
 def _pick_per_likelihood(runs: pd.DataFrame) -> pd.DataFrame:
-    ordered = runs.assign(_s=num(runs, "seed").fillna(0)).sort_values(["likelihood", "_s", "run"])
-    return ordered.drop_duplicates("likelihood").drop(columns="_s")
+    # Prefer the VAE / AE runs over the linear model, then the lowest seed.
+    ordered = runs.assign(_lin=runs["model"].astype(str) == "linear", _s=num(runs, "seed").fillna(0))
+    ordered = ordered.sort_values(["likelihood", "_lin", "_s", "run"])
+    return ordered.drop_duplicates("likelihood").drop(columns=["_lin", "_s"])
 
 
 def _images_section(runs: pd.DataFrame, problems: list[str]) -> Section:
