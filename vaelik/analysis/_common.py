@@ -18,6 +18,7 @@ _FAMILIES = {
     "bernoulli": "bernoulli",
     "continuousbernoulli": "continuous_bernoulli",
     "cb": "continuous_bernoulli",
+    "cbernoulli": "continuous_bernoulli",
 }
 
 #: Families whose observation distribution has a scale parameter (σ or b).

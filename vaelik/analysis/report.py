@@ -372,9 +372,12 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
             problems.append(f"{row.run}: {path.name} unreadable ({exc})")
             excluded_frame.loc[len(excluded_frame)] = [row.run, f"{path.name} unreadable"]
             continue
-        key = (row.data, getattr(row, "n_test", None))
+        # the test split is drawn from the seed: only runs with the same data, seed and
+        # test size are scored on the same test points
+        key = (row.data, getattr(row, "seed", None), getattr(row, "n_test", None))
         datas.setdefault(key, {})[row.run] = data
-    for (data_name, n_test), group in sorted(datas.items(), key=lambda kv: str(kv[0])):
+    for (data_name, seed, n_test), group in sorted(datas.items(), key=lambda kv: str(kv[0])):
+        data_name = f"{data_name}, seed {seed}"
         if len(group) < 2:
             numbers.append(f"{data_name}: only one comparable run ({', '.join(group)}); nothing to compare")
             continue

@@ -42,8 +42,8 @@ from vaelik.models import AE, VAE, LinearVAE
 
 __all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check"]
 
-#: IWAE draws stored in posterior.nc (see docs/run-directory.md)
-IWAE_DRAWS = 10
+#: IWAE draws stored in posterior.nc (see docs/run-directory.md); ArviZ 1.x PSIS needs >= 25
+IWAE_DRAWS = 100
 #: bound on the number of floats of one decoder output chunk (K_chunk × rows × d)
 CHUNK_FLOATS = 2**23
 MI_MAX_POINTS = 2000
