@@ -19,7 +19,15 @@ EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line (and exit code 2)."""
+    """argparse that reports a usage error as one line (and exit code 2).
+
+    Abbreviated flags are refused (``--epoch 3`` is an error, not ``--epochs 3``):
+    a typo must not silently set another option.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise InputError(f"{message} (see `{self.prog} --help`)")
@@ -184,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
-            return EXIT_INPUT
+            raise InputError("no command given; choose one (see `vaelik --help`)")
         return args.func(args)
     except InputError as e:
         print(f"vaelik: error: {e}", file=sys.stderr)

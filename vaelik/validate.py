@@ -21,7 +21,9 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
 
 
 def check_positive(name: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a finite number > 0."""
+    """Return ``value`` as a float if it is a finite number > 0 (not a bool, NaN or inf)."""
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a positive number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -117,20 +117,36 @@ def _builtin(name: str, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
         return x, {"image_shape": shape, "scaling": "pixel values 0..16 divided by 16"}
     if name == "digits-binary":
         x, shape = _digits()
-        t = float(params["threshold"])
+        t = params["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+            raise InputError(
+                f"data option threshold of 'digits-binary' must be a number in [0, 1), got {t!r}"
+            )
+        t = float(t)
         return (x > t).astype(np.float32), {
             "image_shape": shape,
             "scaling": f"pixel/16 > {t} -> 1, else 0",
             "params": params,
         }
-    for key in ("n", "d", "k", "data_seed"):
-        params[key] = int(params[key])
+    for key, low in (("n", 2), ("d", 1), ("k", 1), ("data_seed", 0)):
+        value = params[key]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 2000.0 from a JSON/TOML file
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InputError(
+                f"data option {key} of {name!r} must be an integer >= {low}, got {value!r}"
+            )
+        params[key] = value
     if not 1 <= params["k"] <= params["d"]:
         raise InputError(f"data option k must be between 1 and d={params['d']}, got {params['k']}")
     noise, level_key = ("normal", "sigma") if name == "ppca" else ("laplace", "b")
-    level = float(params[level_key])
-    if not level > 0:
-        raise InputError(f"data option {level_key} must be positive, got {level}")
+    level = params[level_key]
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not (
+        math.isfinite(level) and level > 0
+    ):
+        raise InputError(
+            f"data option {level_key} of {name!r} must be a positive number, got {level!r}"
+        )
     x = _linear_gaussian(
         params["n"], params["d"], params["k"], noise, level, params["data_seed"]
     )
@@ -157,19 +173,29 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise InputError(f"cannot read IDX file {path}: {e}") from None
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise InputError(
+            f"cannot read IDX file {path} ({reason}); check that it is a complete, "
+            "uncompressed or gzipped IDX file"
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise InputError(f"{path} is not an IDX file (bad magic number)")
+        raise InputError(
+            f"{path} is not an IDX file (bad magic number); give a .npy, .npz or MNIST-format "
+            "IDX file"
+        )
     dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise InputError(f"truncated IDX file {path}: the header is incomplete")
+        raise InputError(
+            f"truncated IDX file {path}: the header is incomplete; copy or download it again"
+        )
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header < expected:
         raise InputError(
             f"truncated IDX file {path}: header promises shape {shape} "
-            f"({expected} bytes of data) but only {len(raw) - header} bytes follow"
+            f"({expected} bytes of data) but only {len(raw) - header} bytes follow; copy or "
+            "download it again"
         )
     return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
 
@@ -194,13 +220,26 @@ def _read_file(path: str, key: str | None) -> np.ndarray:
                         )
                     key = keys[0]
                 if key not in keys:
-                    raise InputError(f"{path} has no array {key!r}; it has: {', '.join(keys)}")
+                    raise InputError(
+                        f"{path} has no array {key!r}; it has: {', '.join(keys) or 'none'}; "
+                        "choose one with --data-key NAME"
+                    )
                 return archive[key]
     except InputError:
         raise
     except (OSError, ValueError, EOFError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"cannot read data file {path}: {first}") from None
+        text = str(e)
+        if "pickle" in text:  # numpy's fallback for a non-.npy file, or an object array
+            kind = ".npz" if lower.endswith(".npz") else ".npy"
+            raise InputError(
+                f"cannot read data file {path}: not a {kind} file of numbers (it is damaged, "
+                f"of another format, or holds Python objects, which vaelik never unpickles); "
+                "save a numeric array with numpy.save / numpy.savez"
+            ) from None
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise InputError(
+            f"cannot read data file {path}: {first}; check that it is a complete .npy/.npz file"
+        ) from None
     if "idx" in lower or lower.endswith("-ubyte") or lower.endswith(".gz"):
         return read_idx(path)
     raise InputError(f"unsupported data file {path}: use .npy, .npz or an IDX file (*-idx*-ubyte)")
@@ -225,20 +264,30 @@ def _check_array(x: np.ndarray, name: str) -> None:
     if x.ndim < 2:
         raise InputError(
             f"data {name} must have at least 2 dimensions (examples x features), got shape "
-            f"{tuple(x.shape)}"
+            f"{tuple(x.shape)}; reshape it to (n, 1) if it is one feature"
         )
     if x.shape[0] == 0 or x[0].size == 0:
-        raise InputError(f"data {name} is empty (shape {tuple(x.shape)})")
+        raise InputError(
+            f"data {name} is empty (shape {tuple(x.shape)}); give at least 2 rows of at least "
+            "1 feature"
+        )
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
+        raise InputError(
+            f"data {name} must hold real numbers, got dtype {x.dtype}; convert it to float32"
+        )
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.unique(np.nonzero(bad.reshape(x.shape[0], -1))[0])
-        kind = "NaN" if np.isnan(x).any() else "inf"
+        kinds = [k for k, m in (("NaN", np.isnan(x)), ("+inf", np.isposinf(x)),
+                                ("-inf", np.isneginf(x))) if m.any()]
         raise InputError(
-            f"data {name} contains {int(bad.sum())} non-finite value(s) ({kind}), first in "
-            f"row {int(rows[0])}; remove or impute them"
+            f"data {name} contains {int(bad.sum())} non-finite value(s) ({', '.join(kinds)}), "
+            f"first in row {int(rows[0])}; remove or impute them"
         )
     if x.shape[0] < 2:
-        raise InputError(f"data {name} has {x.shape[0]} row; at least 2 are needed for a train/test split")
+        raise InputError(
+            f"data {name} has {x.shape[0]} row; at least 2 are needed for a train/test split"
+        )
 
 
 def load_data(
@@ -278,13 +327,13 @@ def load_data(
     else:
         if options:
             raise InputError("data options (--data-opt) apply only to built-in data sets")
-        if not any(sep in spec for sep in ("/", ".", os.sep)):
+        if not os.path.exists(spec) and not any(sep in spec for sep in ("/", ".", os.sep)):
             raise InputError(
                 f"unknown data {spec!r}: not a built-in set ({', '.join(BUILTIN_DATA)}) "
                 "and not a file path"
             )
         raw = _read_file(spec, key)
-        _check_array(np.asarray(raw, dtype=np.float64) if raw.dtype.kind == "f" else raw, spec)
+        _check_array(raw, spec)
         shape = tuple(raw.shape[1:])
         x, scaling = _scale_file_array(raw)
         extra = {"scaling": scaling, "image_shape": shape if len(shape) == 2 else None}

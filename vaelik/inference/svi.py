@@ -93,6 +93,7 @@ def build(config: TrainConfig) -> tuple[Dataset, VAE]:
         For any bad field, data problem, or data outside the likelihood's support.
     """
     config.check()
+    _device(config.device)  # before anything is written: --device cuda without CUDA is bad input
     likelihood = get_likelihood(config.likelihood, **config.likelihood_kwargs())
     data = load_data(
         config.data,
@@ -111,7 +112,12 @@ def build(config: TrainConfig) -> tuple[Dataset, VAE]:
             f"batch-size {config.batch_size} is larger than the training set ({n_train} rows); "
             f"use --batch-size {n_train} or less"
         )
-    model = build_model(config.model, likelihood, data.dim, config.latent_dim, config.hidden_dim)
+    # the initial weights come from the seed, not from whatever the global RNG holds
+    # (two fits with one seed in one process are the same fit); the global RNG is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, likelihood, data.dim, config.latent_dim,
+                            config.hidden_dim)
     return data, model
 
 
@@ -219,12 +225,16 @@ def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True)
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
     if read_status(run_dir) == "completed":
-        raise InputError(f"run {run_dir} is already completed; nothing to resume")
+        raise InputError(
+            f"run {run_dir} is already completed; nothing to resume (to train longer, start a "
+            "new run with more --epochs)"
+        )
     data, model = build(config)
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
     if checkpoint.get("config") != json.dumps(config.to_dict(), sort_keys=True):
         raise InputError(
-            f"checkpoint in {run_dir} was written by another configuration; refusing to resume"
+            f"checkpoint in {run_dir} was written by another configuration than its "
+            "config.json; refusing to resume (start the run again with --overwrite)"
         )
     return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
                   checkpoint=checkpoint)
@@ -305,7 +315,7 @@ def _train(
                     m = split_metrics(model, x)
                     epoch_rows.append({"epoch": epoch, "split": split, **m, "seconds": seconds})
                 if not all(math.isfinite(r["elbo"]) for r in epoch_rows):
-                    _diverged(run_dir, epoch, steps, rows)
+                    _diverged(run_dir, epoch, steps, rows, where="in the end-of-epoch metrics")
                 rows.extend(epoch_rows)
                 test_row = epoch_rows[1]
                 postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
@@ -335,20 +345,38 @@ def _train(
         if evaluate:
             from vaelik.inference.evaluate import evaluate_model
 
-            result.evaluation = evaluate_model(model, data, config, run_dir=run_dir)
+            try:
+                result.evaluation = evaluate_model(model, data, config, run_dir=run_dir)
+            except BaseException as e:
+                if run_dir is not None:  # the training is kept (checkpoint.pt, metrics.csv)
+                    reason = "interrupted" if isinstance(e, KeyboardInterrupt) else (
+                        f"failed: final evaluation: {type(e).__name__}: {e}; the trained model "
+                        f"is kept, rerun it with `vaelik evaluate {run_dir}`")
+                    write_status(run_dir, reason)
+                raise
     if run_dir is not None:
         write_status(run_dir, "completed")
     return result
 
 
-def _diverged(run_dir: Path | None, epoch: int, step: int, rows: list[dict[str, Any]]) -> None:
+def _diverged(
+    run_dir: Path | None, epoch: int, step: int, rows: list[dict[str, Any]], where: str = ""
+) -> None:
+    """Mark the run ``failed: ...`` (the last epoch's checkpoint stays) and raise.
+
+    The message names the epoch and step where the loss stopped being finite
+    (``where`` says if it was found elsewhere, e.g. in the end-of-epoch metrics)
+    and the last finite values: the train ELBO, recon and KL of the last epoch.
+    """
     last = [r for r in rows if r["split"] == "train"]
     if last:
         r = last[-1]
-        finite = f"last finite train ELBO {r['elbo']:.4g} (recon {r['recon']:.4g}, kl {r['kl']:.4g}) at epoch {r['epoch']}"
+        finite = (f"last finite train ELBO {r['elbo']:.4g} (recon {r['recon']:.4g}, "
+                  f"kl {r['kl']:.4g}) at epoch {r['epoch']}")
     else:
-        finite = "no finite epoch before it"
-    message = f"ELBO diverged (non-finite) at epoch {epoch}, step {step}; {finite}"
+        finite = "no epoch finished before it"
+    at = f"epoch {epoch}, step {step}" + (f" ({where})" if where else "")
+    message = f"ELBO diverged (non-finite) at {at}; {finite}"
     if run_dir is not None:
         kept = "; last good checkpoint kept" if (run_dir / "checkpoint.pt").exists() else ""
         write_status(run_dir, f"failed: {message}{kept}")
@@ -385,7 +413,10 @@ def _read_config(run_dir: Path) -> TrainConfig:
     try:
         stored = json.loads((run_dir / "config.json").read_text())
     except FileNotFoundError:
-        raise InputError(f"{run_dir} is not a run directory (no config.json)") from None
+        raise InputError(
+            f"{run_dir} is not a run directory (no config.json); give a folder that "
+            "`vaelik train --out` wrote"
+        ) from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read {run_dir / 'config.json'}: {e}") from None
     if not isinstance(stored, dict):
