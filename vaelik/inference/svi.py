@@ -140,6 +140,79 @@ def _make_optimizer(config: TrainConfig, params: list[torch.Tensor]) -> torch.op
     return torch.optim.Adam(params, lr=config.lr)
 
 
+class Trainer:
+    """The inner training step of :func:`fit`, set up once; ``benchmarks/run.py`` drives it too.
+
+    Set-up (call inside ``model.params()``): one trace of guide and model creates
+    every parameter and, for a JIT ELBO, the loss is recorded, both under
+    ``torch.random.fork_rng`` so that set-up never consumes the training RNG
+    stream (resume stays bit-exact); then one optimiser over all parameters.
+    A step is ``elbo.differentiable_loss(model, guide, x[idx], idx, num_data=N)``,
+    ``backward()`` and ``optimizer.step()``. The model and guide are bound once:
+    a bound method is a new object on every attribute access, and Pyro's
+    ``JitTrace_ELBO`` keys its compiled function on ``id(model)``, so passing
+    ``model.model`` afresh each step made it re-trace whenever the id changed.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``elbo``, ``optimizer``, ``lr`` and ``batch_size`` are used.
+    model : VAE
+        On the device already.
+    x_train : torch.Tensor
+        The whole training set on the device, shape ``(N, d)``; batches are index tensors.
+    """
+
+    def __init__(self, config: TrainConfig, model: VAE, x_train: torch.Tensor) -> None:
+        self.elbo = make_elbo(config.elbo)
+        self.model_fn, self.guide_fn = model.model, model.guide
+        self.x, self.n, self.batch = x_train, x_train.shape[0], config.batch_size
+        device = x_train.device
+        self.sync_every = 1 if device.type == "cpu" else CUDA_SYNC_EVERY
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            idx0 = torch.arange(self.batch, device=device)
+            guide_tr = poutine.trace(self.guide_fn).get_trace(x_train[idx0], idx0, num_data=self.n)
+            poutine.trace(poutine.replay(self.model_fn, trace=guide_tr)).get_trace(
+                x_train[idx0], idx0, self.n
+            )
+            if config.elbo.startswith("jit"):  # record once now, off the training RNG stream
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                    warnings.filterwarnings("ignore", message=".*torch.jit.*")
+                    warnings.filterwarnings("ignore", category=DeprecationWarning)
+                    self.loss(idx0)
+        self.names, self.params = _param_names_and_tensors()
+        self.optimizer = _make_optimizer(config, self.params)
+
+    def loss(self, idx: torch.Tensor) -> torch.Tensor:
+        """The minibatch negative ELBO of rows ``idx`` (differentiable, on the device)."""
+        return self.elbo.differentiable_loss(
+            self.model_fn, self.guide_fn, self.x[idx], idx, num_data=self.n
+        )
+
+    def run(self, perm: torch.Tensor, start: int, count: int) -> int | None:
+        """Take ``count`` steps on batches ``start, start + 1, ...`` of the permutation ``perm``.
+
+        Returns None, or the (1-based) step at which a non-finite loss was seen;
+        the optimiser does not step on a non-finite loss's gradients. The device
+        flag is read every step on CPU (free: CPU execution is synchronous) and
+        every ``CUDA_SYNC_EVERY`` steps on CUDA; nothing else reads back.
+        """
+        batch, sync_every, optimizer = self.batch, self.sync_every, self.optimizer
+        bad = torch.zeros((), dtype=torch.bool, device=self.x.device)
+        for step in range(start, start + count):
+            idx = perm[step * batch : (step + 1) * batch]
+            loss = self.loss(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            bad |= ~torch.isfinite(loss)
+            if (step + 1 - start) % sync_every == 0 or step == start + count - 1:
+                if bool(bad):
+                    return step + 1
+            optimizer.step()
+        return None
+
+
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
              "python": list(random.getstate()[1])}
@@ -259,31 +332,15 @@ def _train(
     x_train, x_test = data.train.to(device), data.test.to(device)
     n_train, batch = x_train.shape[0], config.batch_size
     steps = n_train // batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
-    elbo = make_elbo(config.elbo)
-    jit = config.elbo.startswith("jit")
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     with model.params(), warnings.catch_warnings():
-        if jit:
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message=".*torch.jit.*")
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-        # create every parameter (one trace of guide and model) without using the RNG stream
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            idx0 = torch.arange(batch, device=device)
-            guide_tr = poutine.trace(model.guide).get_trace(x_train[idx0], idx0, num_data=n_train)
-            poutine.trace(poutine.replay(model.model, trace=guide_tr)).get_trace(
-                x_train[idx0], idx0, n_train
-            )
-            if jit:  # trace once now so that tracing never consumes the training RNG stream
-                elbo.differentiable_loss(model.model, model.guide, x_train[idx0], idx0, num_data=n_train)
-        names, params = _param_names_and_tensors()
-        optimizer = _make_optimizer(config, params)
+        trainer = Trainer(config, model, x_train)
+        names, params, optimizer = trainer.names, trainer.params, trainer.optimizer
         if checkpoint is not None:
             _restore(checkpoint, names, params, optimizer, gen)
             rows = list(checkpoint["metrics"])
             start_epoch = int(checkpoint["epoch"]) + 1
-        sync_every = 1 if device.type == "cpu" else CUDA_SYNC_EVERY
         bar = tqdm(
             range(start_epoch, config.epochs + 1),
             desc=config.name or f"{config.likelihood}/{config.scale}",
@@ -294,19 +351,9 @@ def _train(
             for epoch in bar:
                 tick = time.perf_counter()
                 perm = torch.randperm(n_train, generator=gen).to(device)
-                total = torch.zeros((), device=device)
-                bad = torch.zeros((), dtype=torch.bool, device=device)
-                for step in range(steps):
-                    idx = perm[step * batch : (step + 1) * batch]
-                    loss = elbo.differentiable_loss(model.model, model.guide, x_train[idx], idx, num_data=n_train)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    bad |= ~torch.isfinite(loss)
-                    if (step + 1) % sync_every == 0 or step == steps - 1:
-                        if bool(bad):
-                            _diverged(run_dir, epoch, step + 1, rows)
-                    optimizer.step()
-                    total += loss.detach()
+                bad_step = trainer.run(perm, 0, steps)
+                if bad_step is not None:
+                    _diverged(run_dir, epoch, bad_step, rows)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - tick
