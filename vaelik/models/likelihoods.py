@@ -77,9 +77,12 @@ def bce_loss(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     r"""Binary cross-entropy per element, :math:`-x\log p - (1-x)\log(1-p)`.
 
     ``p`` is clamped to ``[1e-6, 1 - 1e-6]`` so that a mean outside (0, 1), e.g. a
-    Normal decoder's, still gives a finite number.
+    Normal decoder's, still gives a finite number. ``x`` may lie outside [0, 1]
+    (e.g. the synthetic ``ppca`` data, where BCE is reported but meaningless);
+    ``F.binary_cross_entropy`` would raise there, so the formula is written out.
     """
-    return F.binary_cross_entropy(p.clamp(EPS, 1 - EPS), x, reduction="none")
+    p = p.clamp(EPS, 1 - EPS)
+    return -(x * torch.log(p) + (1 - x) * torch.log1p(-p))
 
 
 _LOSSES = {"mse": mse_loss, "mae": mae_loss, "bce": bce_loss}
@@ -162,7 +165,7 @@ class Likelihood:
         """Raise :class:`~vaelik.errors.InputError` if ``x`` is outside the support."""
         if self.unit_interval:
             lo, hi = float(x.min()), float(x.max())
-            if lo < 0 or hi > 1:
+            if not (lo >= 0 and hi <= 1):  # also refuses NaN, which compares False
                 raise InputError(
                     f"likelihood {self.name!r} needs data in [0, 1], but the data range is "
                     f"[{lo:.4g}, {hi:.4g}]; rescale it or use --likelihood normal/laplace"
