@@ -390,9 +390,6 @@ def test_student_t_fits_digits_end_to_end(student_t_module):
     assert_close(logp.double(), torch.from_numpy(expected), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="svi.build sets init_scale from optimal_scale, which a family "
-                          "without a closed-form ML scale does not define")
 def test_student_t_fits_with_default_init_scale(student_t_module):
     from vaelik.inference import TrainConfig, build
 
