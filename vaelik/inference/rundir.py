@@ -54,7 +54,7 @@ def safe_run_name(text: str, limit: int = MAX_RUN_NAME) -> str:
     - no leading ``.``, ``-`` or ``_`` (no hidden files, nothing that reads as a
       command-line flag) and no trailing ``.``, ``-`` or ``_``;
     - at most ``limit`` characters (default 80);
-    - never empty: a text with nothing usable left gives ``"run"``;
+    - never empty: a text with nothing usable left gives ``"run"`` (cut to ``limit``);
     - deterministic and idempotent: ``safe_run_name(safe_run_name(t)) ==
       safe_run_name(t)``; a name that already follows the rules is returned unchanged.
 
@@ -86,7 +86,7 @@ def safe_run_name(text: str, limit: int = MAX_RUN_NAME) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))
     name = re.sub(r"\.{2,}", ".", name).lstrip(".-_")
     name = name[:limit].rstrip(".-_")
-    return name or "run"
+    return name or "run"[:limit]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

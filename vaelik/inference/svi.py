@@ -335,6 +335,9 @@ def _train(
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     with model.params(), warnings.catch_warnings():
+        # a non-finite loss is detected and reported by vaelik itself (_diverged); Pyro's own
+        # "Encountered NaN/inf" warnings would only add lines before that one message
+        warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]?inf)", category=UserWarning)
         trainer = Trainer(config, model, x_train)
         names, params, optimizer = trainer.names, trainer.params, trainer.optimizer
         if checkpoint is not None:

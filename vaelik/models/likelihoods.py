@@ -234,9 +234,12 @@ class LocationScaleLikelihood(Likelihood):
         self.init_scale = check_positive("init_scale", init_scale)
         self.prior_median = check_positive("prior_median", prior_median)
         self.prior_log_sd = check_positive("prior_log_sd", prior_log_sd)
-        if self.init_scale <= self.min_scale:
+        # only a learned scale starts at init_scale and is bounded by min_scale; a fixed,
+        # predicted, optimal or Bayesian scale ignores the pair (Normal(0.5, min_scale=2) is fine)
+        if self.scale_mode in ("learned", "per_dim") and self.init_scale <= self.min_scale:
             raise InputError(
-                f"init_scale ({init_scale}) must be larger than min_scale ({min_scale})"
+                f"init_scale ({init_scale}) must be larger than min_scale ({min_scale}); "
+                "raise init_scale or lower min_scale"
             )
 
     # -- family-specific --------------------------------------------------------------

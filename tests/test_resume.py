@@ -1,0 +1,262 @@
+"""Resume (issue #6): checkpoints every epoch, SIGKILL mid-epoch, bit-for-bit continuation.
+
+The resumed run must give the same ``metrics.csv`` and ``eval.json`` as an
+uninterrupted run with the same seed, bit for bit on CPU, except the wall-time
+columns (``seconds`` in metrics.csv, ``seconds_*`` in eval.json). A resume that
+cannot continue (missing, truncated, corrupt or foreign checkpoint, a completed
+run) is refused with one line and changes nothing in the run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from vaelik.cli import main
+from vaelik.inference import TrainConfig, fit
+from vaelik.inference.rundir import read_status, write_json, write_status
+
+TINY = ["--data", "digits", "--epochs", "6", "--hidden-dim", "32", "--iwae-samples", "20",
+        "--seed", "3", "--quiet"]
+
+
+def tree_digest(folder: Path) -> str:
+    """Hash of every file name and content under ``folder``."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        h.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _vaelik(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vaelik.cli", *args]
+
+
+def _epochs_done(run: Path) -> int:
+    try:
+        return int(pd.read_csv(run / "metrics.csv")["epoch"].max())
+    except (OSError, ValueError, KeyError, pd.errors.EmptyDataError):
+        return 0
+
+
+def _metrics(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "metrics.csv").drop(columns=["seconds"])
+
+
+def _evaluation(run: Path) -> dict:
+    e = json.loads((run / "eval.json").read_text())
+    return {k: v for k, v in e.items() if not k.startswith("seconds")}
+
+
+# ------------------------------------------------------------------------------------------
+# SIGKILL in the middle of an epoch, then --resume
+
+
+@pytest.fixture(scope="module")
+def killed_and_reference(tmp_path_factory):
+    """Run A uninterrupted and B killed with SIGKILL during epoch >= 3 of 6 (both at once)."""
+    root = tmp_path_factory.mktemp("resume")
+    a, b = root / "ref", root / "killed"
+    # the runs' names are part of their configuration: give both the same one
+    ref = subprocess.Popen(_vaelik("train", *TINY, "--out", str(a), "--name", "run"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(_vaelik("train", *TINY, "--out", str(b), "--name", "run"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _epochs_done(b) < 2:
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "epoch 2 never finished"
+        time.sleep(0.02)
+    # land inside the next epoch, not just after the epoch-2 files were written
+    seconds = float(pd.read_csv(b / "metrics.csv")["seconds"].iloc[-1])
+    time.sleep(min(0.4 * seconds, 1.0))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    return a, b
+
+
+@pytest.mark.slow
+def test_killed_run_is_not_complete_and_keeps_a_good_checkpoint(killed_and_reference):
+    _, b = killed_and_reference
+    assert read_status(b) == "running"  # SIGKILL leaves no chance to write anything else
+    state = torch.load(b / "checkpoint.pt", weights_only=True)  # whole, thanks to os.replace
+    assert 2 <= state["epoch"] < 6
+    assert not (b / "eval.json").exists()
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_for_bit(killed_and_reference):
+    a, b = killed_and_reference
+    killed_at = torch.load(b / "checkpoint.pt", weights_only=True)["epoch"]
+    proc = subprocess.run(_vaelik("train", "--resume", str(b), "--quiet"), capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert read_status(b) == "completed"
+    resumed, reference = _metrics(b), _metrics(a)
+    # each (epoch, split) exactly once, in order
+    assert list(zip(resumed["epoch"], resumed["split"])) == [
+        (e, s) for e in range(1, 7) for s in ("train", "test")
+    ]
+    pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
+    assert _evaluation(b) == _evaluation(a)
+    assert killed_at < 6  # it really was resumed, not rerun from a finished checkpoint
+
+
+# ------------------------------------------------------------------------------------------
+# Refused resumes: one line, exit code 2, nothing in the run directory modified
+
+
+@pytest.fixture(scope="module")
+def unfinished_run(tmp_path_factory):
+    """A real run directory of a 3-epoch fit that 'died' after epoch 2.
+
+    Trained for 2 epochs, then config.json and the checkpoint's config are made
+    those of the 3-epoch configuration: exactly what the killed run would have
+    left (checkpoint of epoch 2, status ``running``, no eval.json).
+    """
+    run = tmp_path_factory.mktemp("unfinished") / "run"
+    config = TrainConfig(data="digits", epochs=3, hidden_dim=8, iwae_samples=5, name="run")
+    fit(TrainConfig(**{**config.to_dict(), "epochs": 2}), run, progress=False, evaluate=False)
+    record = {**json.loads((run / "config.json").read_text()), "epochs": 3}
+    write_json(run / "config.json", record)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["config"] = json.dumps(config.to_dict(), sort_keys=True)
+    torch.save(state, run / "checkpoint.pt")
+    write_status(run, "running")
+    return run, record, state
+
+
+def _copy(unfinished_run, tmp_path: Path) -> Path:
+    run, _, _ = unfinished_run
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    write_status(target, "running")
+    return target
+
+
+def _refused(run: Path, capfd, *contains: str) -> None:
+    before = tree_digest(run)
+    code = main(["train", "--resume", str(run), "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaelik: error: "), err
+    for part in contains:
+        assert part in lines[0]
+    assert tree_digest(run) == before
+
+
+def test_resume_refuses_missing_checkpoint(unfinished_run, tmp_path, capfd):
+    run = _copy(unfinished_run, tmp_path)
+    (run / "checkpoint.pt").unlink()
+    _refused(run, capfd, "no checkpoint")
+
+
+def test_resume_refuses_truncated_checkpoint(unfinished_run, tmp_path, capfd):
+    run = _copy(unfinished_run, tmp_path)
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    _refused(run, capfd, "corrupt or truncated")
+
+
+def test_resume_refuses_garbage_checkpoint(unfinished_run, tmp_path, capfd):
+    run = _copy(unfinished_run, tmp_path)
+    (run / "checkpoint.pt").write_bytes(os.urandom(4096))
+    _refused(run, capfd, "corrupt or truncated")
+
+
+def test_resume_refuses_checkpoint_of_another_configuration(unfinished_run, tmp_path, capfd):
+    run = _copy(unfinished_run, tmp_path)
+    _, record, _ = unfinished_run
+    write_json(run / "config.json", {**record, "lr": 0.01})  # config.json edited afterwards
+    _refused(run, capfd, "another configuration")
+
+
+def test_resume_refuses_checkpoint_of_another_model(unfinished_run, tmp_path, capfd):
+    """Same config text but other tensors (e.g. a checkpoint copied from another run)."""
+    run = _copy(unfinished_run, tmp_path)
+    _, _, state = unfinished_run
+    name = min(state["params"])
+    state = {**state, "params": {**state["params"], name: torch.zeros(3, 3)}}
+    torch.save(state, run / "checkpoint.pt")
+    _refused(run, capfd, "checkpoint parameter", "refusing to resume")
+
+
+def test_resume_refuses_completed_run(unfinished_run, tmp_path, capfd):
+    run = _copy(unfinished_run, tmp_path)
+    write_status(run, "completed")
+    _refused(run, capfd, "already completed")
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capfd):
+    _refused(tmp_path, capfd, "not a run directory")
+
+
+def test_resume_continues_with_stored_config(unfinished_run, tmp_path):
+    """--resume uses config.json (here: 3 epochs), not the CLI defaults, and finishes the run."""
+    run = _copy(unfinished_run, tmp_path)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 1, 2, 2, 3, 3]
+    assert read_status(run) == "completed" and (run / "eval.json").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# A diverging fit keeps its last good checkpoint
+
+
+def test_divergence_is_caught_within_one_step_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    """The loss turns NaN at epoch 3, step 3: that step is named, the run is marked
+    failed, and checkpoint.pt / metrics.csv still hold epoch 2 (and load)."""
+    from vaelik.errors import DivergenceError
+    from vaelik.inference import svi
+
+    config = TrainConfig(data="digits", epochs=4, hidden_dim=8, iwae_samples=5, batch_size=256,
+                         elbo="meanfield", name="div")
+    steps = svi.build(config)[0].train.shape[0] // config.batch_size
+    poison_at = 2 * steps + 3  # the 3rd step of epoch 3
+    real_make_elbo = svi.make_elbo
+
+    class Poisoned:
+        def __init__(self, elbo):
+            self.elbo, self.calls = elbo, 0
+
+        def __getattr__(self, name):
+            return getattr(self.elbo, name)
+
+        def differentiable_loss(self, *args, **kwargs):
+            self.calls += 1
+            loss = self.elbo.differentiable_loss(*args, **kwargs)
+            return loss * float("nan") if self.calls >= poison_at else loss
+
+    monkeypatch.setattr(svi, "make_elbo", lambda name: Poisoned(real_make_elbo(name)))
+    run = tmp_path / "div"
+    with pytest.raises(DivergenceError) as info:
+        fit(config, run, progress=False)
+    message = str(info.value)
+    assert "at epoch 3, step 3;" in message
+    assert "last finite train ELBO" in message and "at epoch 2" in message
+    status = read_status(run)
+    assert status.startswith("failed: ELBO diverged (non-finite) at epoch 3, step 3;")
+    assert status.endswith("last good checkpoint kept")
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(t).all() for t in state["params"].values())
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 1, 2, 2]
+    assert not (run / "eval.json").exists()
