@@ -211,10 +211,37 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capfd):
 def test_resume_continues_with_stored_config(unfinished_run, tmp_path):
     """--resume uses config.json (here: 3 epochs), not the CLI defaults, and finishes the run."""
     run = _copy(unfinished_run, tmp_path)
+    stale = run / ".checkpoint.pt.k1ll3d.tmp"  # what a kill during a write leaves
+    stale.write_bytes(b"half a checkpoint")
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 1, 2, 2, 3, 3]
     assert read_status(run) == "completed" and (run / "eval.json").exists()
+    assert not stale.exists()
+
+
+def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
+    """torch, the batch generator, Python's random (with its cached gauss) and numpy."""
+    import random
+
+    import numpy as np
+
+    from vaelik.inference.rundir import load_checkpoint, save_checkpoint
+    from vaelik.inference.svi import _rng_state, _set_rng_state
+
+    def draw(gen):
+        return (np.random.rand(3).tolist(), random.random(), random.gauss(0, 1),
+                torch.rand(2).tolist(), torch.rand(2, generator=gen).tolist())
+
+    gen = torch.Generator().manual_seed(1)
+    np.random.seed(5)
+    random.seed(3)
+    random.gauss(0, 1)  # leaves a cached second value
+    save_checkpoint(tmp_path / "c.pt", {"config": "", "epoch": 0, "params": {}, "optimizer": {},
+                                        "metrics": [], "rng": _rng_state(gen)})
+    first = draw(gen)
+    _set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], gen)
+    assert draw(gen) == first
 
 
 # ------------------------------------------------------------------------------------------

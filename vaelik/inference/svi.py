@@ -214,17 +214,31 @@ class Trainer:
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    """Every RNG a fit may draw from (those ``pyro.set_rng_seed`` seeds, and the batch
+    generator), as tensors and numbers only (``torch.load(weights_only=True)``)."""
+    import numpy as np
+
+    python = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
-             "python": list(random.getstate()[1])}
+             "python": list(python[1]), "python_gauss": python[2],
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    import numpy as np
+
     torch.set_rng_state(state["torch"])
     gen.set_state(state["batches"])
-    random.setstate((3, tuple(state["python"]), None))
+    random.setstate((3, tuple(state["python"]), state.get("python_gauss")))
+    if "numpy" in state:  # checkpoints written before it was stored lack it
+        n = state["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                             n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -344,6 +358,8 @@ def _train(
             _restore(checkpoint, names, params, optimizer, gen)
             rows = list(checkpoint["metrics"])
             start_epoch = int(checkpoint["epoch"]) + 1
+            if run_dir is not None:  # accepted: from here on the resume may change the folder
+                _resumed(run_dir)
         bar = tqdm(
             range(start_epoch, config.epochs + 1),
             desc=config.name or f"{config.likelihood}/{config.scale}",
@@ -443,6 +459,14 @@ def _checkpoint(config, names, params, optimizer, gen, epoch, rows) -> dict[str,
         "rng": _rng_state(gen),
         "metrics": [dict(r) for r in rows],
     }
+
+
+def _resumed(run_dir: Path) -> None:
+    """Mark a run whose resume was accepted ``running`` and drop the temporary files
+    a killed process may have left (``.<file>.<random>.tmp``, see ``atomic_write_bytes``)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    write_status(run_dir, "running")
 
 
 def _restore(checkpoint, names, params, optimizer, gen) -> None:
