@@ -287,3 +287,17 @@ def test_divergence_is_caught_within_one_step_and_keeps_last_checkpoint(tmp_path
     assert all(torch.isfinite(t).all() for t in state["params"].values())
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 1, 2, 2]
     assert not (run / "eval.json").exists()
+
+
+def test_evaluate_refuses_a_checkpoint_that_does_not_fit(unfinished_run, tmp_path, capfd):
+    """`vaelik evaluate` on a run whose checkpoint tensors have other shapes: one line."""
+    run = _copy(unfinished_run, tmp_path)
+    _, _, state = unfinished_run
+    name = min(state["params"])
+    torch.save({**state, "params": {**state["params"], name: torch.zeros(3, 3)}},
+               run / "checkpoint.pt")
+    before = tree_digest(run)
+    assert main(["evaluate", str(run)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match its config.json" in err[0]
+    assert tree_digest(run) == before

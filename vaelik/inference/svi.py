@@ -522,8 +522,13 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
         )
         names, params = _param_names_and_tensors()
         stored = checkpoint["params"]
-        if sorted(stored) != names:
-            raise InputError(f"checkpoint in {run_dir} does not match its config.json")
+        mismatch = sorted(stored) != names or any(stored[n].shape != p.shape
+                                                  for n, p in zip(names, params))
+        if mismatch:
+            raise InputError(
+                f"checkpoint in {run_dir} does not match its config.json (other parameters or "
+                "shapes); was one of them replaced?"
+            )
         with torch.no_grad():
             for n, p in zip(names, params):
                 p.copy_(stored[n].to(p.device))
