@@ -140,12 +140,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from vaelik.inference.sweep import describe, expand, load_grid, run_sweep
+
+    grid = load_grid(args.grid)
+    if args.dry_run:
+        describe(expand(grid))
+        return 0
+    out = args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.grid))[0])
+    backend = "ray" if args.address else args.backend
+    result = run_sweep(grid, out, jobs=args.jobs, threads=args.threads, backend=backend,
+                       address=args.address, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {os.path.join(out, 'sweep.csv')}")
+    return EXIT_FAILED if result.failed else 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vaelik.demo import run_demo
 
-    run_demo(out=args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs,
-             progress=not args.quiet, device=args.device)
-    return 0
+    result = run_demo(out=args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs,
+                      progress=not args.quiet, device=args.device)
+    return EXIT_FAILED if result.sweep.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,9 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", default=None, help="Markdown path (default: beside the HTML)")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("sweep", help="train every configuration of a TOML grid (re-runnable)")
+    p.add_argument("grid", help="grid file (TOML; see docs/sweeps.md)")
+    p.add_argument("--out", help="sweep folder (default sweeps/<grid file name>)")
+    p.add_argument("--dry-run", action="store_true", help="print the expanded grid and its size")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="configurations trained at once (default: cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (default: cores // jobs)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local processes or a Ray cluster (default %(default)s)")
+    p.add_argument("--address", default=None,
+                   help="Ray address: local, auto or ray://HOST:10001 (implies --backend ray)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("demo", help="train the standard grid on digits and write the report")
     p.add_argument("--out", default="demo", help="output folder (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 30)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per configuration")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores)")
     p.add_argument("--device", default="cpu")
