@@ -80,7 +80,9 @@ def test_verdicts_turn_when_planted_wrong(tmp_path):
     make_run(tmp_path, "too-big", sigma=0.2, mse=0.01)  # σ²/MSE = 4
     make_run(tmp_path, "lin", model="linear", sigma=0.3, mse=0.09,
              ppca={"sigma2_learned": 0.2, "sigma2_ml": 0.09, "exact_log_px": -20.0, "elbo": -25.0})
-    make_run(tmp_path, "c7", sigma=0.1, mse=0.01, mutual_info=0.0)  # bound ≈ 4.1 nats > MI
+    # C7: information that *rises* with the MSE contradicts the claim
+    for i, mse in enumerate((0.01, 0.02, 0.04, 0.08)):
+        make_run(tmp_path, f"c7-{i}", sigma=mse**0.5, mse=mse, mutual_info=1.0 + i)
     verdicts = write_report(tmp_path, tmp_path / "r.html").verdicts.set_index("claim")["verdict"]
     assert verdicts["C2"] == "did not hold"
     assert verdicts["C8"] == "did not hold"
@@ -95,3 +97,10 @@ def test_empty_folder_gives_a_report(tmp_path):
     result = write_report(tmp_path / "runs", tmp_path / "r.html")
     assert all(v.startswith("not measured") for v in result.verdicts["verdict"])
     shutil.rmtree(tmp_path / "runs")
+
+
+def test_c7_held_when_information_falls_with_mse(tmp_path):
+    for i, mse in enumerate((0.01, 0.02, 0.04, 0.08)):
+        make_run(tmp_path, f"c7-{i}", sigma=mse**0.5, mse=mse, mutual_info=5.0 - i)
+    verdicts = write_report(tmp_path, tmp_path / "r.html").verdicts.set_index("claim")["verdict"]
+    assert verdicts["C7"] == "held"

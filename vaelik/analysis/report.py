@@ -40,7 +40,7 @@ TOLERANCES = {
     "C5": "|fitted slope + 1| < 0.01, |intercept| < 0.01 nats, R² > 0.999 for Bernoulli runs; "
           "a Bernoulli run on non-binary data must say comparable: false",
     "C6": "per series (≥ 3 fixed σ), seed-averaged MSE strictly increases and KL strictly decreases with σ",
-    "C7": "sampled I_q(x;z) ≥ bound − 0.1 nats (allowance for the sampling error of the MI estimate)",
+    "C7": "Spearman ρ(MSE, sampled I_q(x;z)) < −0.5 across the runs of each test split (≥ 4 runs)",
     "C8": "|σ²_learned/σ²_ML − 1| < 0.15 and |log p(x) − ELBO| < 1 nat per point",
 }
 
@@ -270,28 +270,60 @@ def _c6(frame: pd.DataFrame) -> Section:
                    [("c6-sigma-sweep", "MSE, KL and active units against the fixed σ", figures.plot_sigma_sweep(frame))])
 
 
+def c7_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """C7 per run, with one H(x) estimate shared by all runs scored on the same test split.
+
+    H(x) is unknown. Every comparable run's test cross-entropy −log p(x) is an upper
+    bound on it, so the group's estimate is the smallest of them (the tightest);
+    each run's bound is then ``H_hat − d/2·log(2πe·MSE)``, computed from that common
+    estimate so that the runs differ only through their MSE.
+    """
+    cols = ["run", "likelihood", "scale", "data", "seed", "data_dim", "n_test", "mse",
+            "mutual_info", "comparable", "entropy_estimate"]
+    frame = pd.DataFrame({c: runs[c] if c in runs.columns else np.nan for c in cols})
+    frame = frame[num(frame, "mse").notna() & num(frame, "mutual_info").notna()].copy()
+    if frame.empty:
+        return frame.assign(h_estimate=[], c7_bound=[], mi_cap=[])
+    ent = num(frame, "entropy_estimate").where(frame["comparable"].map(_is_true))
+    key = frame["data"].astype(str) + "|" + frame["seed"].astype(str)
+    frame["h_estimate"] = ent.groupby(key).transform("min")
+    d = num(frame, "data_dim")
+    frame["c7_bound"] = frame["h_estimate"] - d / 2 * np.log(2 * np.pi * np.e * num(frame, "mse"))
+    frame["mi_cap"] = np.log(num(frame, "n_test").clip(lower=1))
+    frame["group"] = key
+    return frame.reset_index(drop=True)
+
+
 def _c7(runs: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C7"]
-    cols = ["run", "likelihood", "scale", "data_dim", "mse", "entropy_estimate", "entropy_method", "c7_bound", "mutual_info"]
-    frame = pd.DataFrame({c: runs[c] if c in runs.columns else np.nan for c in cols})
-    bound, mi = num(frame, "c7_bound"), num(frame, "mutual_info")
-    have = bound.notna() & mi.notna()
-    frame["bound_vacuous"] = bound <= 0
-    frame = frame[bound.notna()].reset_index(drop=True)
-    ok = [bool(m >= b - 0.1) for b, m in zip(bound[have], mi[have])]
-    numbers = [f"{r.run}: H(x) estimate {fmt(r.entropy_estimate)} nats ({r.entropy_method}), MSE {fmt(r.mse)}, "
-               f"bound H(x) − d/2·log(2πe·MSE) = {fmt(r.c7_bound)} nats"
-               f"{' (vacuous: ≤ 0)' if r.bound_vacuous else ''}, sampled I_q(x;z) = {fmt(r.mutual_info)} nats"
-               for r in frame.itertuples()]
+    frame = c7_frame(runs)
+    ok: list[bool] = []
+    numbers: list[str] = []
+    for group, g in frame.groupby("group", sort=True) if not frame.empty else []:
+        if len(g) < 4:
+            numbers.append(f"{group}: {len(g)} runs, too few (< 4) to rank")
+            continue
+        rho = float(g["mse"].rank().corr(g["mutual_info"].rank()))
+        ok.append(rho < -0.5)
+        h = g["h_estimate"].iloc[0]
+        numbers.append(
+            f"{group.replace('|', ', seed ')}: Spearman ρ(MSE, sampled I_q(x;z)) = {fmt(rho)} over {len(g)} runs; "
+            f"H(x) estimate {fmt(h)} nats (smallest test cross-entropy among comparable runs: an upper "
+            f"bound on H(x), so the bounds below are estimates too); I_q estimates are capped at "
+            f"log n_test = {fmt(g['mi_cap'].iloc[0])} nats")
+    for r in frame.itertuples():
+        numbers.append(f"{r.run}: MSE {fmt(r.mse)}, bound H − d/2·log(2πe·MSE) = {fmt(r.c7_bound)} nats"
+                       f"{' (vacuous: ≤ 0)' if r.c7_bound <= 0 else ''}, sampled I_q(x;z) = {fmt(r.mutual_info)} nats")
     reading = (
-        "Because the Gaussian has the largest entropy for a given variance, the reconstruction error bounds "
-        "what the code must carry: I(x;z) ≥ H(x) − d/2·log(2πe·MSE). It is a lower bound, not an equality, "
-        "and it uses an estimate of H(x) (labelled above); minimising the MSE raises the bound. A bound ≤ 0 "
-        "says nothing. The sampled I_q(x;z) is itself an estimate, bounded above by log of the number of "
-        "test points."
+        "Because the Gaussian has the largest entropy for a given variance, H(x|z) ≤ d/2·log(2πe·MSE), so "
+        "I(x;z) ≥ H(x) − d/2·log(2πe·MSE). It is a lower bound, not an equality, and it needs H(x), which "
+        "nobody knows: here it is estimated (see above), so the bound's level is uncertain while its "
+        "differences between runs are exact. What the claim predicts, and what is judged, is the direction: "
+        "runs that reach a lower MSE carry more information about x in z. Minimising the MSE raises the bound."
     )
-    return Section("C7", title, _verdict(ok, "no run with both c7_bound and mutual_info in eval.json"),
-                   TOLERANCES["C7"], statement, numbers, reading, [("C7 bound per run", frame)], [])
+    shown = frame.drop(columns=["group", "comparable", "entropy_estimate"], errors="ignore")
+    return Section("C7", title, _verdict(ok, "fewer than 4 runs with mse and mutual_info on one test split"),
+                   TOLERANCES["C7"], statement, numbers, reading, [("C7 bound per run", shown)], [])
 
 
 def _c8(runs: pd.DataFrame) -> Section:
