@@ -4,8 +4,11 @@ One step is Pyro's ``elbo.differentiable_loss(model, guide, x_batch, idx, N)``,
 ``loss.backward()`` and one ``torch.optim`` optimiser over *all* parameters
 (``pyro.optim`` keeps one optimiser per parameter). The data set lives on the
 device as one tensor and batches are index tensors, not a ``DataLoader``.
-Losses are accumulated on the device; the host reads them once per epoch
-(on CPU the per-step finiteness check costs nothing; on CUDA it is batched).
+With the default ELBO (``jit-meanfield``) a step reads nothing back from the
+device but a finiteness flag: every step on CPU, where execution is synchronous
+and it costs nothing, every ``CUDA_SYNC_EVERY`` steps on CUDA. The step and its
+set-up are :class:`Trainer`, which ``benchmarks/run.py`` drives too
+(``docs/performance.md``).
 """
 
 from __future__ import annotations
