@@ -11,17 +11,18 @@ Python code at all (see ``docs/performance.md``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyro.infer
-import pyro.poutine as poutine
 import torch
+from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from torch.distributions import kl_divergence
 
 from vaelik.errors import InputError
 
-__all__ = ["make_elbo", "MeanField_ELBO"]
+__all__ = ["MeanField_ELBO", "make_elbo"]
 
 
 class MeanField_ELBO(pyro.infer.ELBO):
