@@ -125,8 +125,15 @@ def build(config: TrainConfig) -> tuple[Dataset, VAE]:
 
 
 def _spread(likelihood: LocationScaleLikelihood, x: torch.Tensor) -> float:
-    """The ML scale of a decoder that predicts the per-dimension mean of ``x``."""
-    return float(likelihood.optimal_scale(x, x.mean(0, keepdim=True).expand_as(x)).squeeze())
+    """The ML scale of a decoder that predicts the per-dimension mean of ``x``.
+
+    Families without an ``optimal_scale`` (user subclasses) get the RMS deviation.
+    """
+    mean = x.mean(0, keepdim=True).expand_as(x)
+    try:
+        return float(likelihood.optimal_scale(x, mean).squeeze())
+    except NotImplementedError:
+        return float((x - mean).pow(2).mean().sqrt())
 
 
 def _param_names_and_tensors() -> tuple[list[str], list[torch.Tensor]]:
