@@ -495,7 +495,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f0f0f0}td:first-child{text-align:left}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}td.prose{min-width:24em;max-width:40em;text-align:left}th{background:#f0f0f0}td:first-child{text-align:left}
 .held{background:#d8f3dc;color:#1b4332}.notheld{background:#ffd6d6;color:#7a0000}.notmeasured{background:#eee;color:#555}
 .verdict{display:inline-block;padding:2px 8px;border-radius:4px;font-weight:600}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.85em;color:#555}
@@ -523,10 +523,17 @@ def _fmt_cell(value: object) -> str:
     return str(value)
 
 
+def _html_cell(value: object) -> str:
+    text = _fmt_cell(value)
+    # long prose (reasons, methods) gets a readable width instead of a one-word column
+    style = " class='prose'" if len(text) > 40 else ""
+    return f"<td{style}>{html.escape(text)}</td>"
+
+
 def _html_table(frame: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt_cell(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(_html_cell(v) for v in row) + "</tr>"
         for row in frame.itertuples(index=False, name=None)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
