@@ -19,9 +19,12 @@ VENV="${VENV312:-.venv312}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY312" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  "arviz>=1" h5netcdf h5py pandas seaborn matplotlib pytest hypothesis
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+log="$VENV/install.log"
+{
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    "arviz>=1" h5netcdf h5py pandas seaborn matplotlib pytest hypothesis
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+} >"$log" 2>&1 || { tail -40 "$log" >&2; echo "analysis-py312: install failed; log: $log" >&2; exit 1; }
 
 # Guard: this environment must not have torch, and must have ArviZ 1.x.
 "$VENV/bin/python" - <<'PY'
@@ -34,8 +37,7 @@ assert int(arviz.__version__.split(".")[0]) >= 1, f"expected ArviZ 1.x, got {arv
 print(f"analysis-py312: Python {sys.version.split()[0]}, ArviZ {arviz.__version__}, no torch")
 PY
 
-# pyproject's filterwarnings names torch.jit.TracerWarning, which cannot be resolved
-# without torch: override it with the plain "error" filter. Conftests above
-# tests/analysis (which may import torch) are not loaded.
+# Warnings are errors here too; conftests above tests/analysis (which import torch)
+# are not loaded.
 "$VENV/bin/python" -m pytest tests/analysis -q -p no:cacheprovider \
   -o "filterwarnings=error" --confcutdir=tests/analysis "$@"

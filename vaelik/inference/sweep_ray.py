@@ -25,7 +25,8 @@ from typing import Any
 
 from vaelik.errors import InputError
 from vaelik.inference.rundir import atomic_write_bytes, read_status
-from vaelik.inference.sweep import SweepRun, _can_resume, _Progress, train_one
+from vaelik.inference.grid import SweepRun
+from vaelik.inference.sweep import _can_resume, _Progress, train_one
 
 __all__ = ["import_ray", "run_ray"]
 
