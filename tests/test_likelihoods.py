@@ -37,6 +37,7 @@ from vaelik.models import (
     mae_loss,
     mse_loss,
 )
+from vaelik.models.likelihoods import GlobalScaleLaplace, GlobalScaleNormal
 
 B, D = 7, 5
 LOG_2PI = math.log(2 * math.pi)
@@ -406,3 +407,83 @@ def test_extending_doc_shows_the_tested_class(student_t_module):
     for line in first.splitlines():
         if line.startswith(("import ", "from ")):
             assert line in source.splitlines()
+
+
+# ----------------------------------------------------------------------------------------
+# Normal / Laplace with a global scale: the scale stays unbroadcast (docs/performance.md).
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [(GlobalScaleNormal, torch.distributions.Normal), (GlobalScaleLaplace, torch.distributions.Laplace)],
+    ids=["normal", "laplace"],
+)
+@pytest.mark.parametrize("scale_shape", [(), (1, 1), (3, 1, 1)], ids=["0d", "1x1", "per-draw"])
+def test_global_scale_distribution_matches_torch(ours, theirs, scale_shape):
+    gen = torch.Generator().manual_seed(7)
+    loc = torch.randn(3, B, D, generator=gen, requires_grad=True)
+    x = torch.randn(B, D, generator=gen)
+    raw = (0.2 + torch.rand(scale_shape, generator=gen)).requires_grad_()
+    new, ref = ours(loc, raw, validate_args=True), theirs(loc, raw, validate_args=True)
+    assert new.batch_shape == ref.batch_shape == (3, B, D)
+    assert new.scale.shape == scale_shape  # not broadcast
+    assert new.support is ref.support and new.arg_constraints == ref.arg_constraints
+    # the per-element formula is torch's: equal values; gradients equal to round-off
+    lp, lp_ref = new.log_prob(x), ref.log_prob(x)
+    assert_close(lp, lp_ref, rtol=0, atol=0)
+    g = torch.autograd.grad(lp.sum(), (loc, raw))
+    g_ref = torch.autograd.grad(lp_ref.sum(), (loc, raw))
+    assert_close(g[0], g_ref[0], rtol=0, atol=0)
+    assert_close(g[1], g_ref[1])
+    for stat in ("mean", "mode", "variance", "stddev"):
+        assert_close(getattr(new, stat), getattr(ref, stat), rtol=0, atol=0)
+    assert_close(new.entropy(), ref.entropy(), rtol=0, atol=0)
+    # to_event, expand, sampling
+    ind = new.to_event(1)
+    assert ind.batch_shape == (3, B) and ind.event_shape == (D,)
+    assert_close(ind.log_prob(x), torch.distributions.Independent(ref, 1).log_prob(x))
+    big = new.expand((2, 3, B, D))
+    assert big.batch_shape == (2, 3, B, D) and big.scale.shape == scale_shape
+    assert_close(big.log_prob(x), lp.expand(2, 3, B, D), rtol=0, atol=0)
+    assert new.sample().shape == (3, B, D) and big.sample((4,)).shape == (4, 2, 3, B, D)
+    r = new.rsample((2,))
+    assert r.shape == (2, 3, B, D) and r.requires_grad
+    torch.manual_seed(0)
+    a = new.sample((5,))
+    torch.manual_seed(0)
+    assert_close(a, ref.sample((5,)), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [GlobalScaleNormal, GlobalScaleLaplace], ids=["normal", "laplace"])
+def test_global_scale_distribution_validates(cls):
+    loc = torch.zeros(B, D)
+    with pytest.raises(ValueError, match="scale"):
+        cls(loc, torch.tensor(-1.0), validate_args=True)
+    with pytest.raises(ValueError, match="scale"):
+        cls(loc, torch.tensor(0.0), validate_args=True)
+    obs = cls(loc, torch.tensor(0.5), validate_args=True)
+    with pytest.raises(ValueError):
+        obs.log_prob(torch.full((B, D), float("nan")))  # outside the support
+    with pytest.raises(ValueError):
+        obs.log_prob(torch.zeros(B + 1, D))  # not broadcastable
+    cls(loc, torch.tensor(-1.0), validate_args=False)  # as torch: only when validating
+
+
+@pytest.mark.parametrize("family", ["normal", "laplace"])
+@pytest.mark.parametrize("scale", [0.3, "learned", "optimal", "bayesian", "per_dim", "predicted"])
+def test_only_global_scales_take_the_unbroadcast_distribution(family, scale):
+    pyro.clear_param_store()
+    lik = get_likelihood(family, scale=scale)
+    x = torch.rand(B, D)
+    out = torch.randn(B, D * lik.output_multiplier())
+    with pyro.poutine.trace():
+        s = lik.model_scale(D, x)
+    obs = lik.observation(out, s, x)
+    is_global = scale not in ("per_dim", "predicted")
+    assert isinstance(obs.base_dist, (GlobalScaleNormal, GlobalScaleLaplace)) == is_global
+    assert obs.batch_shape == (B,) and obs.event_shape == (D,)
+    assert_close(obs.mean, out[:, :D], rtol=0, atol=0)
+    ref = {"normal": torch.distributions.Normal, "laplace": torch.distributions.Laplace}[family]
+    base = obs.base_dist
+    expected = torch.distributions.Independent(ref(base.loc, base.scale), 1).log_prob(x)
+    assert_close(obs.log_prob(x), expected)
