@@ -147,7 +147,9 @@ def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("mse", "ma
         ax.set_xlabel("likelihood")
         ax.tick_params(axis="x", labelrotation=20)
     if axes and axes[0].get_legend() is not None:
-        sns.move_legend(axes[0], "upper left", fontsize="x-small", title="scale")
+        # outside the axes, so that no bar hides behind it
+        sns.move_legend(axes[0], "upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small",
+                        title="scale", frameon=False)
     fig.suptitle("Test metrics (mean ± sd over seeds; losses of the observation mean)")
     return fig
 
