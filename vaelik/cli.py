@@ -115,8 +115,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         e = result.evaluation
         scale = f", scale {e['scale']:.4g}" if e.get("scale") is not None else ""
+        log_px = e.get("log_px")
+        log_px = f"{log_px:.3f}" if isinstance(log_px, float) and log_px == log_px else "n/a"
         print(f"completed {result.run_dir}: test ELBO {e['elbo']:.3f} nats, "
-              f"MSE {e['mse']:.5f}, log p(x) {e['log_px']:.3f}{scale}")
+              f"MSE {e['mse']:.5f}, log p(x) {log_px}{scale}")
     return 0
 
 
