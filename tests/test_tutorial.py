@@ -27,3 +27,13 @@ def test_tutorial_runs(tmp_path, monkeypatch):
         exec(compile(block, f"{TUTORIAL.name}[block {i}]", "exec"), namespace)
     assert (tmp_path / "sigma-over-epochs.png").stat().st_size > 1000
     assert (tmp_path / "runs" / "normal-learned" / "status").read_text().strip() == "completed"
+
+
+@pytest.mark.slow
+def test_readme_python_api_block_runs(tmp_path, monkeypatch, capsys):
+    readme = (TUTORIAL.parent.parent / "README.md").read_text()
+    block = re.findall(r"## The Python API\n\n```python\n(.*?)```", readme, flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md[python api]", "exec"), {"__name__": "readme"})
+    ratio = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert abs(ratio - 1) < 0.15  # the README says "≈ 0.95"

@@ -87,6 +87,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="K of the final importance-sampled log p(x)")
 
 
+#: the flags that define a configuration (refused together with --resume)
+_TRAIN_DESTS = (
+    "data", "data_key", "data_opt", "test_fraction", "likelihood", "scale", "min_scale",
+    "init_scale", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr",
+    "optimizer", "elbo", "seed", "device", "iwae_samples", "name",
+)
+
+
 def _config_from_args(args: argparse.Namespace):
     from vaelik.inference.config import TrainConfig
 
@@ -104,6 +112,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from vaelik.inference import fit, resume
 
     if args.resume:
+        given = [f"--{dest.replace('_', '-')}" for dest in _TRAIN_DESTS
+                 if getattr(args, dest) != args._defaults[dest]]
+        if given or args.out is not None or args.overwrite:
+            extra = given + (["--out"] if args.out is not None else []) + (
+                ["--overwrite"] if args.overwrite else [])
+            raise InputError(
+                f"--resume continues with the configuration stored in the run; drop "
+                f"{', '.join(extra)} (or train a new run with --out)")
         result = resume(args.resume, progress=not args.quiet)
     else:
         if args.out is None:
@@ -123,8 +139,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from vaelik.inference.rundir import read_status
     from vaelik.inference.svi import evaluate_run
 
+    status = read_status(args.run)
+    if status is not None and status != "completed":
+        raise InputError(
+            f"run {args.run} is not completed (status: {status}); finish it first with "
+            f"`vaelik train --resume {args.run}`")
     e = evaluate_run(args.run, iwae_samples=args.iwae_samples)
     print(f"wrote {os.path.join(args.run, 'eval.json')}: test ELBO {e['elbo']:.3f}, "
           f"log p(x) {e['log_px']:.3f} (K={e['log_px_samples']})")
@@ -136,10 +158,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.runs):
         raise InputError(f"{args.runs} is not a folder of runs")
+    if not any(os.path.exists(os.path.join(root, "config.json"))
+               for root, _, _ in _walk(args.runs, depth=3)):
+        raise InputError(f"no run directories (folders with a config.json) under {args.runs}")
     md = args.markdown or os.path.splitext(args.output)[0] + ".md"
-    write_report(args.runs, args.output, md)
-    print(f"wrote {args.output} and {md}")
+    report = write_report(args.runs, args.output, md)
+    print(f"wrote {args.output} (self-contained) and {md} "
+          f"(with {len(report.figures)} PNG figures beside it)")
     return 0
+
+
+def _walk(top: str, depth: int):
+    """``os.walk`` limited to ``depth`` levels below ``top``."""
+    base = top.rstrip(os.sep).count(os.sep)
+    for root, dirs, files in os.walk(top):
+        yield root, dirs, files
+        if root.count(os.sep) - base >= depth:
+            dirs[:] = []
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -174,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="fit one model and write its run directory")
     _add_train_args(p)
+    p.set_defaults(_defaults={dest: p.get_default(dest) for dest in _TRAIN_DESTS})
     p.add_argument("--out", help="run directory to write")
     p.add_argument("--name", help="run name (default: the --out folder name)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")

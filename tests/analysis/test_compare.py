@@ -52,3 +52,24 @@ def test_c6_violation_and_too_few(tmp_path):
         make_run(tmp_path / "few", f"g{s}", scale=s, sigma=s)
     verdict = c6_check(c6_frame(load_runs(tmp_path / "few").runs)).iloc[0]["verdict"]
     assert verdict.startswith("not measured in these runs:")
+
+
+def test_heldout_ranking_planted():
+    import numpy as np
+    import pandas as pd
+
+    from vaelik.analysis import heldout_ranking
+
+    rng = np.random.default_rng(0)
+    n = 50
+    base = rng.normal(size=n)
+    better = base + 1.0 + rng.normal(scale=0.1, size=n)  # exactly +1 nat per point on average
+    frames = {name: pd.DataFrame({"index": np.arange(n), "log_px": v})
+              for name, v in (("a", base), ("b", better))}
+    table = heldout_ranking(frames)
+    assert list(table.index) == ["b", "a"]
+    assert table.loc["b", "rank"] == 1
+    np.testing.assert_allclose(table.loc["a", "diff"], better.sum() - base.sum())
+    np.testing.assert_allclose(table.loc["a", "dse"], np.std(better - base, ddof=1) * np.sqrt(n))
+    np.testing.assert_allclose(table.loc["b", "se"], np.std(better, ddof=1) * np.sqrt(n))
+    assert table.loc["b", "diff"] == 0

@@ -12,7 +12,7 @@ from .arviz_io import (
     save_run_data,
     summarize_scale,
 )
-from .compare import c6_check, c6_frame, comparison_table, format_mean_sd
+from .compare import c6_check, c6_frame, comparison_table, format_mean_sd, heldout_ranking
 from .figures import (
     plot_identity,
     plot_per_dim_scale,
@@ -32,7 +32,7 @@ __all__ = [
     "Runs", "RunFileError", "load_runs", "load_pointwise", "load_per_dim", "load_images",
     "sigma_table", "sigma_over_epochs", "per_dim_frame", "per_dim_summary",
     "fit_line", "theoretical_line", "identity_table", "pointwise_frame",
-    "comparison_table", "format_mean_sd", "c6_frame", "c6_check",
+    "comparison_table", "format_mean_sd", "c6_frame", "c6_check", "heldout_ranking",
     "build_run_data", "save_run_data", "load_run_data", "summarize_scale", "compare_runs",
     "plot_sigma_over_epochs", "plot_identity", "plot_test_metrics", "plot_reconstructions",
     "plot_prior_samples", "plot_scale_heatmap", "plot_per_dim_scale", "plot_sigma_sweep",

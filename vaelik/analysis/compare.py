@@ -13,7 +13,9 @@ import pandas as pd
 
 from ._common import HELD, NOT_HELD, family, not_measured, num
 
-__all__ = ["COMPARE_METRICS", "comparison_table", "format_mean_sd", "c6_frame", "c6_check"]
+__all__ = [
+    "COMPARE_METRICS", "comparison_table", "format_mean_sd", "c6_frame", "c6_check",
+    "heldout_ranking"]
 
 #: Metrics summarised by :func:`comparison_table` (``scale_value`` is eval.json's numeric scale;
 #: the group column ``scale`` is the configured scale as a string).
@@ -148,3 +150,44 @@ def c6_check(frame: pd.DataFrame) -> pd.DataFrame:
                 "active_units_nonincreasing": au_ok, "verdict": verdict,
             })
     return pd.DataFrame(rows, columns=cols)
+
+
+def heldout_ranking(pointwise: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    r"""Rank runs scored on the *same* test points by their summed test log p(x).
+
+    For runs :math:`r` with per-point estimates :math:`\ell_{ri} = \log p_r(x_i)`
+    (``pointwise.csv`` column ``log_px``, the IWAE estimate), the table gives
+    :math:`\sum_i \ell_{ri}`, its standard error :math:`\sqrt{n}\,\mathrm{sd}_i(\ell_{ri})`,
+    the difference to the best run and the standard error of that *paired*
+    difference, :math:`\sqrt{n}\,\mathrm{sd}_i(\ell_{\mathrm{best},i} - \ell_{ri})`.
+    This is held-out data, so no leave-one-out correction is needed.
+
+    Parameters
+    ----------
+    pointwise : dict of str to pandas.DataFrame
+        Run name to its ``pointwise.csv`` frame; all must have the same ``index`` column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by run, best first: ``rank, sum_log_px, se, diff, dse, mean_log_px``.
+    """
+    columns = ["rank", "sum_log_px", "se", "diff", "dse", "mean_log_px"]
+    if not pointwise:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame({name: pw.set_index("index")["log_px"] for name, pw in pointwise.items()})
+    frame = frame.dropna(axis=1, how="any")
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    n = len(frame)
+    total = frame.sum().sort_values(ascending=False)
+    best = total.index[0]
+    out = pd.DataFrame(index=total.index)
+    out["rank"] = range(1, len(total) + 1)
+    out["sum_log_px"] = total
+    out["se"] = frame.std(ddof=1).reindex(total.index) * np.sqrt(n)
+    out["diff"] = total[best] - total
+    diffs = frame[[best]].to_numpy() - frame[total.index].to_numpy()
+    out["dse"] = diffs.std(axis=0, ddof=1) * np.sqrt(n)
+    out["mean_log_px"] = total / n
+    return out
