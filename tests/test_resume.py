@@ -296,6 +296,7 @@ def test_evaluate_refuses_a_checkpoint_that_does_not_fit(unfinished_run, tmp_pat
     name = min(state["params"])
     torch.save({**state, "params": {**state["params"], name: torch.zeros(3, 3)}},
                run / "checkpoint.pt")
+    (run / "status").write_text("completed\n")  # evaluate only takes completed runs
     before = tree_digest(run)
     assert main(["evaluate", str(run)]) == 2
     err = capfd.readouterr().err.strip().splitlines()

@@ -70,7 +70,11 @@ class TrainConfig:
         """Validate every field; raise :class:`InputError` naming the first bad one."""
         from vaelik.models import MODELS, likelihood_names
 
-        check_choice("likelihood", self.likelihood, likelihood_names())
+        names = likelihood_names()
+        if isinstance(self.likelihood, str) and self.likelihood not in names \
+                and self.likelihood.lower() in names:
+            self.likelihood = self.likelihood.lower()  # "Normal" means "normal"
+        check_choice("likelihood", self.likelihood, names)
         check_choice("model", self.model, MODELS)
         check_choice("elbo", self.elbo, ELBO_NAMES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)

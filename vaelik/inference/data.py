@@ -242,7 +242,12 @@ def _read_file(path: str, key: str | None) -> np.ndarray:
         ) from None
     if "idx" in lower or lower.endswith("-ubyte") or lower.endswith(".gz"):
         return read_idx(path)
-    raise InputError(f"unsupported data file {path}: use .npy, .npz or an IDX file (*-idx*-ubyte)")
+    hint = ""
+    if lower.endswith((".csv", ".txt", ".tsv")):
+        hint = ("; convert a text table once with "
+                "numpy.save('data.npy', numpy.loadtxt('data.csv', delimiter=','))")
+    raise InputError(
+        f"unsupported data file {path}: use .npy, .npz or an IDX file (*-idx*-ubyte){hint}")
 
 
 def _scale_file_array(x: np.ndarray) -> tuple[np.ndarray, str]:

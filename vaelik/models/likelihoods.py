@@ -533,6 +533,8 @@ def get_likelihood(name: str, **kwargs: Any) -> Likelihood:
         If the name is unknown (the message lists the known ones), or the family
         has no scale and one was given.
     """
+    if name not in _REGISTRY and isinstance(name, str) and name.lower() in _REGISTRY:
+        name = name.lower()  # "Normal" means "normal"
     if name not in _REGISTRY:
         raise InputError(
             f"unknown likelihood {name!r}; choose one of: {', '.join(likelihood_names())}"
