@@ -37,7 +37,7 @@ from vaelik.models import (
     mae_loss,
     mse_loss,
 )
-from vaelik.models.likelihoods import GlobalScaleLaplace, GlobalScaleNormal
+from vaelik.models.distributions import GlobalScaleLaplace, GlobalScaleNormal
 
 B, D = 7, 5
 LOG_2PI = math.log(2 * math.pi)
