@@ -79,10 +79,7 @@ class MeanField_ELBO(pyro.infer.ELBO):
 
     # -- one particle ----------------------------------------------------------------
     def _get_trace(self, model, guide, args, kwargs):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
+        guide_trace, model_trace = guide_and_model_traces(model, guide, *args, **kwargs)
         return model_trace, guide_trace
 
     @staticmethod
@@ -96,14 +93,8 @@ class MeanField_ELBO(pyro.infer.ELBO):
                 elbo = elbo + scale_and_mask(log_p, site["scale"], site["mask"]).sum()
                 continue
             q_site = guide_trace.nodes[name]
-            try:
-                kl = kl_divergence(q_site["fn"], site["fn"])
-                elbo = elbo - scale_and_mask(kl, q_site["scale"], q_site["mask"]).sum()
-            except NotImplementedError:
-                log_p = site["fn"].log_prob(site["value"])
-                log_q = q_site["fn"].log_prob(q_site["value"])
-                elbo = elbo + scale_and_mask(log_p, site["scale"], site["mask"]).sum()
-                elbo = elbo - scale_and_mask(log_q, q_site["scale"], q_site["mask"]).sum()
+            kl = kl_or_estimate(q_site["fn"], site["fn"], q_site["value"])
+            elbo = elbo - scale_and_mask(kl, q_site["scale"], q_site["mask"]).sum()
         for name, q_site in guide_trace.nodes.items():
             if q_site["type"] == "sample" and name not in model_trace.nodes:
                 raise InputError(
@@ -169,6 +160,24 @@ class MeanField_ELBO(pyro.infer.ELBO):
         return float(loss)
 
 
+def guide_and_model_traces(model, guide, *args, **kwargs):
+    """Run ``guide`` and replay ``model`` on its samples: ``(guide_trace, model_trace)``."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+        *args, **kwargs
+    )
+    return guide_trace, model_trace
+
+
+def kl_or_estimate(q, p, value: torch.Tensor) -> torch.Tensor:
+    """:math:`\\mathrm{KL}(q\\|p)` where torch has it in closed form, else the one-sample
+    estimate :math:`\\log q(v) - \\log p(v)` at the guide's sample ``value``."""
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return q.log_prob(value) - p.log_prob(value)
+
+
 def _callable_key(fn) -> Any:
     # a bound method is a new object on every attribute access (so its id() is not
     # stable, which makes Pyro's JitTrace_ELBO re-trace); key on what it binds instead
@@ -180,22 +189,6 @@ def _cache_key(model, guide, args, kwargs) -> Any:
         (tuple(a.shape), a.dtype, a.device) if torch.is_tensor(a) else ("value", a) for a in args
     )
     return _callable_key(model), _callable_key(guide), shapes, tuple(sorted(kwargs.items()))
-
-
-class _JitTraceMeanField_ELBO(pyro.infer.JitTraceMeanField_ELBO):
-    """Pyro's ``JitTraceMeanField_ELBO`` made to trace once (kept for comparison only).
-
-    Pyro 1.9.2 tests ``self._loss_and_surrogate_loss`` but caches the compiled
-    function as ``self._differentiable_loss``, so it re-traces on every step
-    (~8x slower than the non-JIT estimator). Pointing the tested attribute at
-    the cached function after the first call restores the intended caching.
-    """
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        loss = super().differentiable_loss(model, guide, *args, **kwargs)
-        if getattr(self, "_loss_and_surrogate_loss", None) is None:
-            self._loss_and_surrogate_loss = self._differentiable_loss
-        return loss
 
 
 def make_elbo(name: str, num_particles: int = 1) -> pyro.infer.ELBO:

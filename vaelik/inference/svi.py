@@ -24,13 +24,12 @@ from typing import Any
 
 import pandas as pd
 import pyro
-import pyro.poutine as poutine
 import torch
 
 from vaelik.errors import DivergenceError, InputError
 from vaelik.inference.config import TrainConfig, versions
 from vaelik.inference.data import Dataset, load_data
-from vaelik.inference.elbo import make_elbo
+from vaelik.inference.elbo import guide_and_model_traces, make_elbo
 from vaelik.inference.rundir import (
     load_checkpoint,
     prepare_run_dir,
@@ -136,6 +135,19 @@ def _spread(likelihood: LocationScaleLikelihood, x: torch.Tensor) -> float:
         return float((x - mean).pow(2).mean().sqrt())
 
 
+def _off_rng_stream(device: torch.device):
+    """Run a block without advancing the global RNG state (of this device too)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def _create_params(model: VAE, x: torch.Tensor, idx: torch.Tensor, num_data: int):
+    """Create every Pyro parameter of ``model`` (one guide and model trace, off the RNG
+    stream); return the sorted names and the unconstrained tensors."""
+    with _off_rng_stream(x.device):
+        guide_and_model_traces(model.model, model.guide, x, idx, num_data=num_data)
+    return _param_names_and_tensors()
+
+
 def _param_names_and_tensors() -> tuple[list[str], list[torch.Tensor]]:
     store = pyro.get_param_store()
     names = sorted(store.keys())
@@ -179,19 +191,14 @@ class Trainer:
         self.x, self.n, self.batch = x_train, x_train.shape[0], config.batch_size
         device = x_train.device
         self.sync_every = 1 if device.type == "cpu" else CUDA_SYNC_EVERY
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            idx0 = torch.arange(self.batch, device=device)
-            guide_tr = poutine.trace(self.guide_fn).get_trace(x_train[idx0], idx0, num_data=self.n)
-            poutine.trace(poutine.replay(self.model_fn, trace=guide_tr)).get_trace(
-                x_train[idx0], idx0, self.n
-            )
-            if config.elbo.startswith("jit"):  # record once now, off the training RNG stream
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-                    warnings.filterwarnings("ignore", message=".*torch.jit.*")
-                    warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    self.loss(idx0)
-        self.names, self.params = _param_names_and_tensors()
+        idx0 = torch.arange(self.batch, device=device)
+        self.names, self.params = _create_params(model, x_train[idx0], idx0, self.n)
+        if config.elbo.startswith("jit"):  # record once now, off the training RNG stream
+            with _off_rng_stream(device), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", message=".*torch.jit.*")
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                self.loss(idx0)
         self.optimizer = _make_optimizer(config, self.params)
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
@@ -525,12 +532,8 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
     x = data.train[: config.batch_size].to(dev)
     idx = torch.arange(x.shape[0], device=dev)
-    with model.params(), torch.random.fork_rng():
-        guide_tr = poutine.trace(model.guide).get_trace(x, idx, num_data=data.train.shape[0])
-        poutine.trace(poutine.replay(model.model, trace=guide_tr)).get_trace(
-            x, idx, num_data=data.train.shape[0]
-        )
-        names, params = _param_names_and_tensors()
+    with model.params():
+        names, params = _create_params(model, x, idx, data.train.shape[0])
         stored = checkpoint["params"]
         mismatch = sorted(stored) != names or any(stored[n].shape != p.shape
                                                   for n, p in zip(names, params))

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyro.poutine as poutine
 import torch
-from torch.distributions import kl_divergence
 
+from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
 from vaelik.models import VAE, bce_loss, mae_loss, mse_loss
 
 __all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary"]
@@ -43,24 +42,16 @@ class Terms:
     z_scale: torch.Tensor  # (n, k)
 
 
-def _kl(q, p, value) -> torch.Tensor:
-    try:
-        return kl_divergence(q, p)
-    except NotImplementedError:
-        return q.log_prob(value) - p.log_prob(value)
-
-
 @torch.no_grad()
 def elbo_terms(vae: VAE, x: torch.Tensor) -> Terms:
     """Compute :class:`Terms` for all rows of ``x`` in one pass (call inside ``vae.params()``)."""
-    guide_tr = poutine.trace(vae.guide).get_trace(x)
-    model_tr = poutine.trace(poutine.replay(vae.model, trace=guide_tr)).get_trace(x)
+    guide_tr, model_tr = guide_and_model_traces(vae.model, vae.guide, x)
     z_site, z_prior = guide_tr.nodes["z"], model_tr.nodes["z"]
-    kl = _kl(z_site["fn"], z_prior["fn"], z_site["value"])
+    kl = kl_or_estimate(z_site["fn"], z_prior["fn"], z_site["value"])
     global_kl = x.new_zeros(())
     if "scale" in guide_tr.nodes and guide_tr.nodes["scale"]["type"] == "sample":
         q, p = guide_tr.nodes["scale"]["fn"], model_tr.nodes["scale"]["fn"]
-        global_kl = _kl(q, p, guide_tr.nodes["scale"]["value"]).sum()
+        global_kl = kl_or_estimate(q, p, guide_tr.nodes["scale"]["value"]).sum()
     obs = model_tr.nodes["x"]["fn"]
     mean = obs.mean
     base = getattr(obs, "base_dist", obs)
