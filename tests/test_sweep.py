@@ -203,20 +203,32 @@ def _started_second(out: Path, names: list[str]):
     return check
 
 
-SLOW_GRID = TINY + 'epochs = 30\nlikelihood = "normal"\nscale = "learned"\n[grid]\nseed = [0, 1, 2]\n'
+# long enough per run that a run caught half-way cannot finish in the ~0.5 s an orphaned
+# worker takes to notice its killed parent
+SLOW_EPOCHS = 120
+SLOW_GRID = TINY + f'epochs = {SLOW_EPOCHS}\nlikelihood = "normal"\nscale = "learned"\n[grid]\nseed = [0, 1, 2]\n'
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_finishes_without_redoing_completed(tmp_path):
+def _sweep_at_second_run(tmp_path):
+    """Start SLOW_GRID in a subprocess; return once run 1 is complete and run 2 half-way."""
     grid = _write(tmp_path, SLOW_GRID)
     out = tmp_path / "sweep"
     names = ["s0", "s1", "s2"]
     proc = _spawn_sweep(grid, out)
     try:
         _wait_until(_started_second(out, names), proc=proc)
-    finally:
+    except BaseException:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
+        raise
+    return grid, out, names, proc
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_finishes_without_redoing_completed(tmp_path):
+    grid, out, names, proc = _sweep_at_second_run(tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
     assert read_status(out / "s0") == "completed"
     assert read_status(out / "s1") != "completed"  # half-way: not counted as complete
     before = _mtimes(out, ["s0"])
@@ -229,17 +241,13 @@ def test_sigkill_then_rerun_finishes_without_redoing_completed(tmp_path):
     table = pd.read_csv(out / "sweep.csv")
     assert (table["status"] == "completed").all() and len(table) == 3
     metrics = pd.read_csv(out / "s1" / "metrics.csv")
-    assert sorted(metrics[metrics.split == "train"]["epoch"]) == list(range(1, 31))
+    assert sorted(metrics[metrics.split == "train"]["epoch"]) == list(range(1, SLOW_EPOCHS + 1))
 
 
 @pytest.mark.slow
 def test_sigint_marks_running_run_interrupted(tmp_path):
-    grid = _write(tmp_path, SLOW_GRID)
-    out = tmp_path / "sweep"
-    names = ["s0", "s1", "s2"]
-    proc = _spawn_sweep(grid, out)
+    _, out, _, proc = _sweep_at_second_run(tmp_path)
     try:
-        _wait_until(_started_second(out, names), proc=proc)
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
