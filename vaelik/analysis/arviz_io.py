@@ -17,7 +17,6 @@ The data layout is the one of ``posterior.nc`` in ``docs/run-directory.md``:
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from vaelik.atomic import atomic_path
 
 __all__ = [
     "arviz_version",
@@ -144,20 +145,11 @@ def save_run_data(data: Any, path: str | os.PathLike[str]) -> Path:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600 files; use the mode open() would
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         if arviz_generation() == 0:
             data.to_netcdf(tmp, engine="h5netcdf")
         else:
             data.to_netcdf(tmp, engine="h5netcdf", mode="w")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return target
 
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vaelik.atomic import atomic_write_bytes
+
 from . import arviz_io, figures
 from ._common import HELD, NOT_HELD, NOT_MEASURED, family, fmt, not_measured, num
 from .compare import c6_check, c6_frame, comparison_table, format_mean_sd, heldout_ranking
@@ -671,7 +673,7 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     pngs = {slug: _png(fig) for s in sections for slug, _, fig in s.figures}
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(_render_html(sections, summary, str(runs_dir), pngs), encoding="utf-8")
+    atomic_write_bytes(out_html, _render_html(sections, summary, str(runs_dir), pngs).encode("utf-8"))
     md_path = None
     if out_md is not None:
         md_path = Path(out_md)
@@ -679,7 +681,7 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
         files = {}
         for slug, data in pngs.items():
             name = f"{md_path.stem}-{slug}.png"
-            (md_path.parent / name).write_bytes(data)
+            atomic_write_bytes(md_path.parent / name, data)
             files[slug] = name
-        md_path.write_text(_render_md(sections, summary, str(runs_dir), files), encoding="utf-8")
+        atomic_write_bytes(md_path, _render_md(sections, summary, str(runs_dir), files).encode("utf-8"))
     return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs))
