@@ -123,24 +123,28 @@ def _iwae_chunks(vae, x, per_draw, rows, chunk_floats, prior, scale_draws, out) 
 
 
 @torch.no_grad()
-def mutual_information(vae: VAE, x: torch.Tensor, max_points: int = MI_MAX_POINTS) -> float:
-    """Sampled :math:`I_q(x; z)` of the aggregate posterior over (up to) ``max_points`` rows."""
-    x = x[:max_points]
-    loc, sd = vae.encode(x)
+def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI_MAX_POINTS) -> float:
+    """Sampled :math:`I_q(x; z)` of the aggregate posterior over (up to) ``max_points`` rows.
+
+    ``loc``, ``sd``: the guide's :math:`q(z \\mid x_n)` parameters, shape ``(n, k)``.
+    """
+    loc, sd = loc[:max_points], sd[:max_points]
     if bool((sd == 0).all()):
         return math.nan  # a Delta guide has no density
     z = tdist.Normal(loc, sd).sample()  # (n, k)
     log_q_own = tdist.Normal(loc, sd).log_prob(z).sum(-1)
     # log q(z_i | x_j) for all pairs, then log-mean-exp over j
     cross = tdist.Normal(loc.unsqueeze(0), sd.unsqueeze(0)).log_prob(z.unsqueeze(1)).sum(-1)
-    log_agg = torch.logsumexp(cross, dim=1) - math.log(x.shape[0])
+    log_agg = torch.logsumexp(cross, dim=1) - math.log(loc.shape[0])
     return float((log_q_own - log_agg).mean())
 
 
 @torch.no_grad()
-def active_units(vae: VAE, x: torch.Tensor, threshold: float = 0.01) -> int:
-    """Number of latent dimensions with :math:`\\mathrm{Var}_x(\\mathbb E_q[z_i]) >` threshold."""
-    loc, _ = vae.encode(x)
+def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
+    """Number of latent dimensions with :math:`\\mathrm{Var}_x(\\mathbb E_q[z_i]) >` threshold.
+
+    ``loc``: :math:`\\mathbb E_q[z \\mid x_n]` for every example, shape ``(n, k)``.
+    """
     return int((loc.var(dim=0) > threshold).sum())
 
 
@@ -236,8 +240,7 @@ def evaluate_model(
         log_px = float(log_px_each.mean())
     bits = -log_px / (d * math.log(2)) if math.isfinite(log_px) else math.nan
 
-    loc, _ = vae.encode(x)
-    mse_at_mean = float((x - _obs_mean(vae, loc, _global_scale(vae, x))).pow(2).mean())
+    mse_at_mean = float((x - _obs_mean(vae, terms.z_loc, _global_scale(vae, x))).pow(2).mean())
     scales_all = torch.as_tensor(per_dim_scale if per_dim_scale is not None else
                                  ([scale_value] if scale_value is not None else []))
     at_bound = int((scales_all <= lik.min_scale * 1.01).sum()) if scales_all.numel() else 0
@@ -267,11 +270,11 @@ def evaluate_model(
         "scales_at_bound": at_bound,
         "sigma2_over_mse": scale_value**2 / mse if lik.name == "normal" and scale_value else None,
         "b_over_mae": scale_value / mae if lik.name == "laplace" and scale_value else None,
-        "active_units": active_units(vae, x),
+        "active_units": active_units(terms.z_loc),
         "latent_dim": vae.latent_dim,
         "data_dim": d,
         "n_test": n,
-        "mutual_info": mutual_information(vae, x),
+        "mutual_info": mutual_information(terms.z_loc, terms.z_scale),
         "entropy_estimate": entropy,
         "entropy_method": (
             "cross-entropy -mean log p(x) of this run's IWAE estimate on the test split: "
@@ -328,8 +331,7 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         "mse": terms.sq_err.mean(0).cpu().numpy(),
         "mae": terms.abs_err.mean(0).cpu().numpy(),
     }))
-    show = x[:32]
-    loc, _ = vae.encode(show)
+    show, loc = x[:32], terms.z_loc[:32]
     scale = _global_scale(vae, show)
     z_prior = torch.randn(32, vae.latent_dim, device=x.device)
     buffer = io.BytesIO()

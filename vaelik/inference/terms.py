@@ -58,7 +58,12 @@ def elbo_terms(vae: VAE, x: torch.Tensor) -> Terms:
     scale = getattr(base, "scale", None)
     if scale is not None:
         scale = _compact_scale(scale, x.shape)
-    z_loc, z_scale = vae.encode(x)
+    # the guide's q(z|x) from the same trace (no second encoder pass): Normal, or a Delta (AE)
+    q_z = getattr(z_site["fn"], "base_dist", z_site["fn"])
+    z_loc = q_z.mean
+    z_scale = getattr(q_z, "scale", None)
+    if z_scale is None:
+        z_scale = torch.zeros_like(z_loc)
     return Terms(
         recon=obs.log_prob(x),
         kl=kl,
