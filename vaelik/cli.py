@@ -154,27 +154,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from vaelik.analysis import write_report
+    from vaelik.analysis import load_runs, write_report
 
     if not os.path.isdir(args.runs):
         raise InputError(f"{args.runs} is not a folder of runs")
-    if not any(os.path.exists(os.path.join(root, "config.json"))
-               for root, _, _ in _walk(args.runs, depth=3)):
+    if load_runs(args.runs).runs.empty:
         raise InputError(f"no run directories (folders with a config.json) under {args.runs}")
     md = args.markdown or os.path.splitext(args.output)[0] + ".md"
     report = write_report(args.runs, args.output, md)
     print(f"wrote {args.output} (self-contained) and {md} "
           f"(with {len(report.figures)} PNG figures beside it)")
     return 0
-
-
-def _walk(top: str, depth: int):
-    """``os.walk`` limited to ``depth`` levels below ``top``."""
-    base = top.rstrip(os.sep).count(os.sep)
-    for root, dirs, files in os.walk(top):
-        yield root, dirs, files
-        if root.count(os.sep) - base >= depth:
-            dirs[:] = []
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
