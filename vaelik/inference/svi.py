@@ -486,16 +486,28 @@ def _resumed(run_dir: Path) -> None:
     write_status(run_dir, "running")
 
 
-def _restore(checkpoint, names, params, optimizer, gen) -> None:
-    stored = checkpoint["params"]
+def _params_mismatch(stored: dict[str, torch.Tensor], names, params) -> str | None:
+    """Why checkpoint tensors ``stored`` do not fit the model's parameters (None if they do)."""
     if sorted(stored) != names:
-        raise InputError("checkpoint parameters do not match the model; refusing to resume")
+        return "checkpoint parameters do not match the model"
+    for n, p in zip(names, params):
+        if stored[n].shape != p.shape:
+            return (f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
+                    f"the model {tuple(p.shape)}")
+    return None
+
+
+def _load_params(stored: dict[str, torch.Tensor], names, params) -> None:
     with torch.no_grad():
         for n, p in zip(names, params):
-            if stored[n].shape != p.shape:
-                raise InputError(f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
-                                 f"the model {tuple(p.shape)}; refusing to resume")
             p.copy_(stored[n].to(p.device))
+
+
+def _restore(checkpoint, names, params, optimizer, gen) -> None:
+    mismatch = _params_mismatch(checkpoint["params"], names, params)
+    if mismatch:
+        raise InputError(f"{mismatch}; refusing to resume")
+    _load_params(checkpoint["params"], names, params)
     optimizer.load_state_dict(checkpoint["optimizer"])
     _set_rng_state(checkpoint["rng"], gen)
 
@@ -534,17 +546,12 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     idx = torch.arange(x.shape[0], device=dev)
     with model.params():
         names, params = _create_params(model, x, idx, data.train.shape[0])
-        stored = checkpoint["params"]
-        mismatch = sorted(stored) != names or any(stored[n].shape != p.shape
-                                                  for n, p in zip(names, params))
-        if mismatch:
+        if _params_mismatch(checkpoint["params"], names, params):
             raise InputError(
                 f"checkpoint in {run_dir} does not match its config.json (other parameters or "
                 "shapes); was one of them replaced?"
             )
-        with torch.no_grad():
-            for n, p in zip(names, params):
-                p.copy_(stored[n].to(p.device))
+        _load_params(checkpoint["params"], names, params)
     metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
     evaluation = {}
     if (run_dir / "eval.json").exists():
