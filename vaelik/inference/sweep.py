@@ -99,13 +99,7 @@ def _status_word(status: str | None) -> str:
 
 def _can_resume(run_dir: Path, config: dict[str, Any]) -> bool:
     """True if ``run_dir`` holds a checkpoint written by exactly ``config``."""
-    if not (run_dir / "checkpoint.pt").is_file():
-        return False
-    try:
-        stored = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return TrainConfig.from_dict(stored).to_dict() == TrainConfig.from_dict(config).to_dict()
+    return (run_dir / "checkpoint.pt").is_file() and _same_config(run_dir, config)
 
 
 class _Flags:
@@ -507,6 +501,7 @@ def run_sweep(
 
 
 def _same_config(run_dir: Path, config: dict[str, Any]) -> bool:
+    """True if ``run_dir``'s config.json resolves to the same configuration as ``config``."""
     try:
         stored = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
