@@ -25,7 +25,7 @@ import torch
 
 from vaelik.cli import main
 from vaelik.inference import TrainConfig, fit
-from vaelik.inference.rundir import read_status, write_json, write_status
+from vaelik.rundir import read_status, write_json, write_status
 
 TINY = ["--data", "digits", "--epochs", "6", "--hidden-dim", "32", "--iwae-samples", "20",
         "--seed", "3", "--quiet"]
@@ -226,7 +226,7 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
 
     import numpy as np
 
-    from vaelik.inference.rundir import load_checkpoint, save_checkpoint
+    from vaelik.inference.checkpoint import load_checkpoint, save_checkpoint
     from vaelik.inference.svi import _rng_state, _set_rng_state
 
     def draw(gen):

@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 
 from vaelik.errors import InputError
 from vaelik.inference import TrainConfig, fit
-from vaelik.inference.rundir import (
-    MAX_RUN_NAME,
-    RUN_FILES,
-    load_checkpoint,
-    prepare_run_dir,
-    safe_run_name,
-)
+from vaelik.inference.checkpoint import load_checkpoint
+from vaelik.rundir import MAX_RUN_NAME, RUN_FILES, prepare_run_dir, safe_run_name
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vaelik"
 SAFE = re.compile(r"[A-Za-z0-9._-]+")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from vaelik.cli import main
-from vaelik.inference.rundir import read_status
+from vaelik.rundir import read_status
 from vaelik.inference.sweep import (
     GRID_KEYS,
     Grid,

@@ -139,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaelik.inference.rundir import read_status
+    from vaelik.rundir import read_status
     from vaelik.inference.svi import evaluate_run
 
     status = read_status(args.run)

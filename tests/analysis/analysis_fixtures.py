@@ -1,19 +1,40 @@
 """Synthetic run directories with planted answers (numpy only, no torch).
 
-Every file follows docs/run-directory.md. Each builder returns the numbers it
-planted so a test can compare what the analysis layer recovers with them.
+Every file follows docs/run-directory.md and is written through ``vaelik.rundir``
+(file names, columns, status values, eval.json keys, the posterior file), as
+``vaelik.inference`` writes it. Each builder returns the numbers it planted so a
+test can compare what the analysis layer recovers with them.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vaelik.analysis.arviz_io import build_run_data, save_run_data
+from vaelik.rundir import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    EVAL_KEYS,
+    IMAGES_FILE,
+    METRICS_COLUMNS,
+    METRICS_FILE,
+    PER_DIM_COLUMNS,
+    PER_DIM_FILE,
+    POINTWISE_COLUMNS,
+    POINTWISE_FILE,
+    POSTERIOR_FILE,
+    EvalRecord,
+    Status,
+    atomic_write_bytes,
+    write_csv,
+    write_json,
+    write_status,
+)
+from vaelik.rundir.posterior import build_run_data, save_run_data
 
 D = 16
 IMAGE_SHAPE = (4, 4)
@@ -27,10 +48,6 @@ FIXED_SIGMAS = (0.05, 0.1, 0.3, 1.0)
 FIXED_MSE = {0.05: 0.004, 0.1: 0.006, 0.3: 0.015, 1.0: 0.05}  # increases with σ
 FIXED_KL = {0.05: 30.0, 0.1: 22.0, 0.3: 9.0, 1.0: 1.5}  # decreases with σ
 FIXED_AU = {0.05: 8, 0.1: 8, 0.3: 5, 1.0: 1}
-
-
-def _write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=2), encoding="utf-8")
 
 
 def _config(name: str, likelihood: str, scale, model: str = "vae", seed: int = 0,
@@ -64,7 +81,7 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
              scale_mode: str | None = None, sigma: float | None = 0.1, mse: float = 0.01,
              mae: float = 0.08, seed: int = 0, model: str = "vae", data: str = "synthetic-grey",
              kl: float = 12.0, active_units: int = 6, mutual_info: float | None = None,
-             comparable: bool = True, status: str = "completed", per_dim_scale=None,
+             comparable: bool = True, status: str = Status.COMPLETED, per_dim_scale=None,
              per_dim_mse=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
              pointwise: str = "affine", folder: Path | None = None) -> dict:
     """Write one run directory; return what was planted."""
@@ -74,7 +91,7 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
     if scale_mode is None:
         scale_mode = "fixed" if isinstance(scale, (int, float)) else str(scale)
     fam = likelihood
-    _write_json(run_dir / "config.json", _config(name, likelihood, scale, model, seed, data))
+    write_json(run_dir / CONFIG_FILE, _config(name, likelihood, scale, model, seed, data))
     # metrics.csv: the scale approaches its target over the epochs.
     rows = []
     for epoch in range(1, EPOCHS + 1):
@@ -85,7 +102,7 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
                 "kl": kl, "mse": mse * shrink, "mae": mae * shrink, "bce": 0.3,
                 "scale": (sigma * shrink) if sigma is not None else np.nan, "seconds": 0.5,
             })
-    pd.DataFrame(rows).to_csv(run_dir / "metrics.csv", index=False)
+    write_csv(run_dir / METRICS_FILE, pd.DataFrame(rows), METRICS_COLUMNS)
     # pointwise.csv with a planted line
     planted: dict = {"run": name, "path": run_dir, "sigma": sigma, "mse": mse, "mae": mae}
     if fam == "normal" and sigma is not None:
@@ -102,26 +119,23 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
     elif pointwise == "arbitrary":  # a planted line unrelated to the theory
         slope, intercept = -3.25, 7.5
     pw = _pointwise(rng, slope, intercept, loss_mean, extra)
-    pw.to_csv(run_dir / "pointwise.csv", index=False)
+    write_csv(run_dir / POINTWISE_FILE, pw, POINTWISE_COLUMNS)
     planted.update(slope=slope, intercept=intercept)
     # per_dim.csv
     if per_dim_mse is None:
         per_dim_mse = np.full(D, mse)
     if per_dim_scale is None:
         per_dim_scale = np.full(D, np.nan if sigma is None else sigma)
-    pd.DataFrame({"dim": np.arange(D), "scale": per_dim_scale, "mse": per_dim_mse,
-                  "mae": np.sqrt(per_dim_mse) * 0.8}).to_csv(run_dir / "per_dim.csv", index=False)
+    write_csv(run_dir / PER_DIM_FILE,
+              pd.DataFrame({"dim": np.arange(D), "scale": per_dim_scale, "mse": per_dim_mse,
+                            "mae": np.sqrt(per_dim_mse) * 0.8}), PER_DIM_COLUMNS)
     # images.npz
     originals = rng.uniform(size=(8, D))
-    np.savez(run_dir / "images.npz", originals=originals,
+    buffer = io.BytesIO()
+    np.savez(buffer, originals=originals,
              reconstructions=np.clip(originals + rng.normal(0, 0.1, size=(8, D)), 0, 1),
              prior_samples=rng.uniform(size=(6, D)), image_shape=np.array(IMAGE_SHAPE))
-    # posterior.nc
-    log_lik = pw["log_px"].to_numpy()[None, :] + rng.normal(0, 0.05, size=(DRAWS, N_TEST))
-    if scale_draws is None and sigma is not None:
-        scale_draws = np.full(DRAWS, sigma)
-    save_run_data(build_run_data(log_lik, originals[:1].repeat(N_TEST, 0), scale_draws),
-                  run_dir / "posterior.nc")
+    atomic_write_bytes(run_dir / IMAGES_FILE, buffer.getvalue())
     # eval.json
     c7_bound = ENTROPY - D / 2 * math.log(2 * math.pi * math.e * mse)
     if mutual_info is None:  # consistent with the bound unless a test plants otherwise
@@ -129,7 +143,13 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
     scale_value = sigma
     if per_dim_scale is not None and scale_mode in ("per_dim", "predicted"):
         scale_value = float(np.sqrt(np.mean(np.asarray(per_dim_scale) ** 2)))
-    evaluation = {
+    # posterior.nc: draws of the scale only for a posterior (Bayesian), else a point estimate
+    log_lik = pw["log_px"].to_numpy()[None, :] + rng.normal(0, 0.05, size=(DRAWS, N_TEST))
+    point = scale_value if scale_draws is None else None
+    save_run_data(build_run_data(log_lik, originals[:1].repeat(N_TEST, 0), scale_draws,
+                                 scale_point=point, scale_mode=scale_mode),
+                  run_dir / POSTERIOR_FILE)
+    evaluation: EvalRecord = {
         "elbo": float(pw["elbo"].mean()), "recon": float(pw["recon"].mean()), "kl": kl,
         "mse": mse, "mae": mae, "bce": 0.3, "mse_at_mean_z": mse * 0.9,
         "log_px": float(pw["log_px"].mean()), "log_px_samples": 1000,
@@ -149,14 +169,15 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
         "active_units": active_units, "latent_dim": 8, "data_dim": D, "n_test": N_TEST,
         "mutual_info": mutual_info, "entropy_estimate": ENTROPY,
         "entropy_method": "planted test value",
-        "c7_bound": c7_bound,
+        "c7_bound_own_entropy": c7_bound,
         "seconds_train": 10.0 + seed, "seconds_eval": 1.0,
     }
     if ppca is not None:
         evaluation["ppca"] = ppca
-    _write_json(run_dir / "eval.json", evaluation)
-    (run_dir / "status").write_text(status + "\n", encoding="utf-8")
-    planted["c7_bound"] = evaluation["c7_bound"]
+    assert set(evaluation) <= set(EVAL_KEYS), set(evaluation) - set(EVAL_KEYS)
+    write_json(run_dir / EVAL_FILE, evaluation)
+    write_status(run_dir, status)
+    planted["c7_bound_own_entropy"] = evaluation["c7_bound_own_entropy"]
     return planted
 
 
@@ -205,12 +226,12 @@ def build_suite(root: Path) -> dict:
     # Not completed, and broken
     failed = root / "sweep-a" / "failed-run"
     failed.mkdir(parents=True)
-    _write_json(failed / "config.json", _config("failed-run", "normal", "learned"))
-    (failed / "status").write_text("failed: loss was NaN at epoch 3\n", encoding="utf-8")
+    write_json(failed / CONFIG_FILE, _config("failed-run", "normal", "learned"))
+    write_status(failed, Status.failed("loss was NaN at epoch 3"))
     broken = root / "sweep-a" / "broken-run"
     broken.mkdir()
-    _write_json(broken / "config.json", _config("broken-run", "normal", "learned"))
-    (broken / "eval.json").write_text("{not json", encoding="utf-8")
-    pd.DataFrame({"epoch": [1], "split": ["test"]}).to_csv(broken / "metrics.csv", index=False)
-    (broken / "status").write_text("completed\n", encoding="utf-8")
+    write_json(broken / CONFIG_FILE, _config("broken-run", "normal", "learned"))
+    atomic_write_bytes(broken / EVAL_FILE, b"{not json")  # deliberately not JSON
+    write_csv(broken / METRICS_FILE, pd.DataFrame({"epoch": [1], "split": ["test"]}))
+    write_status(broken, Status.COMPLETED)
     return p

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from vaelik.analysis import build_run_data, compare_runs, load_run_data, save_run_data, summarize_scale
-from vaelik.analysis.arviz_io import COMPARE_COLUMNS, SUMMARY_COLUMNS, arviz_generation
+from vaelik.analysis.arviz_io import (
+    COMPARE_COLUMNS,
+    POINT_ESTIMATE,
+    SUMMARY_COLUMNS,
+    arviz_generation,
+)
+from vaelik.rundir import posterior
 
 
 def _hdi(draws: np.ndarray, prob: float) -> tuple[float, float]:
@@ -69,6 +75,8 @@ def test_bad_inputs_say_what_is_wrong():
         build_run_data(np.zeros((30, 4)), np.zeros((4, 2)), np.ones(3))
     with pytest.raises(ValueError, match="at least two"):
         compare_runs({})
+    with pytest.raises(ValueError, match="not both"):
+        build_run_data(np.zeros((30, 4)), np.zeros((4, 2)), np.ones(30), scale_point=0.1)
 
 
 def test_too_few_draws(tmp_path):
@@ -82,3 +90,45 @@ def test_generation_matches_installed_arviz():
 
     major = int(arviz_version().split(".")[0])
     assert arviz_generation() == (0 if major == 0 else 1)
+
+
+def test_posterior_file_roundtrip_keeps_groups_values_and_attrs(tmp_path):
+    """posterior.nc written and read through vaelik.rundir on the installed ArviZ generation."""
+    rng = np.random.default_rng(1)
+    ll, obs, draws = rng.normal(-3, 0.1, size=(40, 6)), rng.uniform(size=(6, 4)), rng.gamma(9, 0.01, 40)
+    bayes = posterior.load_run_data(posterior.save_run_data(
+        posterior.build_run_data(ll, obs, draws, scale_mode="bayesian"), tmp_path / "b.nc"))
+    assert set(posterior.groups(bayes)) == {"posterior", "log_likelihood", "observed_data"}
+    np.testing.assert_array_equal(posterior.scale_draws(bayes), draws)
+    assert posterior.scale_point(bayes) is None
+    np.testing.assert_array_equal(posterior.group(bayes, "log_likelihood")["x"].values[0], ll)
+    np.testing.assert_array_equal(posterior.group(bayes, "observed_data")["x"].values, obs)
+    assert posterior.group(bayes, "posterior")["scale"].attrs["scale_mode"] == "bayesian"
+
+    point = posterior.load_run_data(posterior.save_run_data(
+        posterior.build_run_data(ll, obs, scale_point=0.25, scale_mode="learned"), tmp_path / "p.nc"))
+    assert set(posterior.groups(point)) == {"constant_data", "log_likelihood", "observed_data"}
+    assert posterior.scale_draws(point) is None  # a point estimate is not a posterior
+    assert posterior.scale_point(point) == 0.25
+    attrs = posterior.group(point, "constant_data")["scale"].attrs
+    assert attrs["scale_mode"] == "learned" and attrs["kind"] == "point estimate"
+
+    none = posterior.build_run_data(ll, obs)
+    assert posterior.scale_draws(none) is None and posterior.scale_point(none) is None
+
+
+def test_point_estimate_is_summarised_as_such():
+    ll, obs = np.zeros((30, 4)), np.zeros((4, 2))
+    for data in (build_run_data(ll, obs, scale_point=0.3, scale_mode="fixed"),
+                 build_run_data(ll, obs, np.full(30, 0.3))):  # identical "draws" of older files
+        row = summarize_scale(data).loc["scale"]
+        assert row["interval"] == POINT_ESTIMATE and row["mean"] == pytest.approx(0.3)
+        assert row["draws"] == 0 and np.isnan(row["sd"]) and np.isnan(row["hdi_lower"])
+
+
+def test_analysis_reexports_the_rundir_functions():
+    import vaelik.analysis as analysis
+
+    assert analysis.build_run_data is posterior.build_run_data
+    assert analysis.load_run_data is posterior.load_run_data
+    assert analysis.save_run_data is posterior.save_run_data

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vaelik.atomic import atomic_write_bytes
+from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
 from ._common import HELD, NOT_HELD, NOT_MEASURED, family, fmt, not_measured, num
@@ -277,20 +277,22 @@ def c7_frame(runs: pd.DataFrame) -> pd.DataFrame:
 
     H(x) is unknown. Every comparable run's test cross-entropy −log p(x) is an upper
     bound on it, so the group's estimate is the smallest of them (the tightest);
-    each run's bound is then ``H_hat − d/2·log(2πe·MSE)``, computed from that common
-    estimate so that the runs differ only through their MSE.
+    each run's bound ``c7_bound_shared_entropy`` is then ``H_hat − d/2·log(2πe·MSE)``,
+    computed from that common estimate so that the runs differ only through their MSE
+    (``eval.json``'s ``c7_bound_own_entropy`` uses each run's own cross-entropy instead).
     """
     cols = ["run", "likelihood", "scale", "data", "seed", "data_dim", "n_test", "mse",
             "mutual_info", "comparable", "entropy_estimate"]
     frame = pd.DataFrame({c: runs[c] if c in runs.columns else np.nan for c in cols})
     frame = frame[num(frame, "mse").notna() & num(frame, "mutual_info").notna()].copy()
     if frame.empty:
-        return frame.assign(h_estimate=[], c7_bound=[], mi_cap=[])
+        return frame.assign(h_estimate=[], c7_bound_shared_entropy=[], mi_cap=[])
     ent = num(frame, "entropy_estimate").where(frame["comparable"].map(_is_true))
     key = frame["data"].astype(str) + "|" + frame["seed"].astype(str)
     frame["h_estimate"] = ent.groupby(key).transform("min")
     d = num(frame, "data_dim")
-    frame["c7_bound"] = frame["h_estimate"] - d / 2 * np.log(2 * np.pi * np.e * num(frame, "mse"))
+    frame["c7_bound_shared_entropy"] = (frame["h_estimate"]
+                                        - d / 2 * np.log(2 * np.pi * np.e * num(frame, "mse")))
     frame["mi_cap"] = np.log(num(frame, "n_test").clip(lower=1))
     frame["group"] = key
     return frame.reset_index(drop=True)
@@ -314,8 +316,8 @@ def _c7(runs: pd.DataFrame) -> Section:
             f"bound on H(x), so the bounds below are estimates too); I_q estimates are capped at "
             f"log n_test = {fmt(g['mi_cap'].iloc[0])} nats")
     for r in frame.itertuples():
-        numbers.append(f"{r.run}: MSE {fmt(r.mse)}, bound H − d/2·log(2πe·MSE) = {fmt(r.c7_bound)} nats"
-                       f"{' (vacuous: ≤ 0)' if r.c7_bound <= 0 else ''}, sampled I_q(x;z) = {fmt(r.mutual_info)} nats")
+        numbers.append(f"{r.run}: MSE {fmt(r.mse)}, bound H − d/2·log(2πe·MSE) = {fmt(r.c7_bound_shared_entropy)} nats"
+                       f"{' (vacuous: ≤ 0)' if r.c7_bound_shared_entropy <= 0 else ''}, sampled I_q(x;z) = {fmt(r.mutual_info)} nats")
     reading = (
         "Because the Gaussian has the largest entropy for a given variance, H(x|z) ≤ d/2·log(2πe·MSE), so "
         "I(x;z) ≥ H(x) − d/2·log(2πe·MSE). It is a lower bound, not an equality, and it needs H(x), which "

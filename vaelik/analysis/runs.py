@@ -1,20 +1,39 @@
 """Find and read run directories into tidy pandas tables.
 
 A *run directory* is a folder holding ``config.json`` (see ``docs/run-directory.md``).
-This module only reads files: it never imports torch or the training code, and a
+File names, columns and status values come from :mod:`vaelik.rundir`, which
+owns the contract. This module only reads files: it never imports torch or the training code, and a
 missing or corrupt file never raises out of :func:`load_runs` -- the run is skipped
 and one line saying what was wrong is appended to :attr:`Runs.problems`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from vaelik.rundir import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    IMAGE_ARRAYS,
+    IMAGES_FILE,
+    METRICS_COLUMNS,
+    METRICS_FILE,
+    METRICS_REQUIRED,
+    PER_DIM_COLUMNS,
+    PER_DIM_FILE,
+    POINTWISE_FILE,
+    POINTWISE_REQUIRED,
+    RunFileError,
+    Status,
+    read_csv,
+    read_json,
+    read_status,
+)
 
 __all__ = [
     "Runs",
@@ -30,17 +49,7 @@ __all__ = [
 #: Config keys copied (flattened) into :attr:`Runs.runs` and joined onto :attr:`Runs.metrics`.
 CONFIG_COLUMNS = ("likelihood", "scale", "scale_mode", "model", "latent_dim", "seed", "data")
 
-METRICS_COLUMNS = ("epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds")
-POINTWISE_COLUMNS = ("index", "elbo", "recon", "kl", "log_px", "loss_sum")
-PER_DIM_COLUMNS = ("dim", "scale", "mse", "mae")
-IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
-
 _MAX_DEPTH = 3
-
-
-class RunFileError(ValueError):
-    """A file of a run directory is missing or does not follow ``docs/run-directory.md``."""
-
 
 @dataclass(frozen=True)
 class Runs:
@@ -108,7 +117,7 @@ def find_run_dirs(path: str | Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
-        if (folder / "config.json").is_file():
+        if (folder / CONFIG_FILE).is_file():
             found.append(folder)
             return
         if depth >= max_depth:
@@ -123,22 +132,6 @@ def find_run_dirs(path: str | Path, max_depth: int = _MAX_DEPTH) -> list[Path]:
 
     walk(root, 0)
     return sorted(found)
-
-
-def _read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        value = json.load(fh)
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _read_status(run_dir: Path) -> str:
-    try:
-        text = (run_dir / "status").read_text(encoding="utf-8").strip()
-    except OSError:
-        return "missing"
-    return text.splitlines()[0].strip() if text else "missing"
 
 
 def _scale_string(value: object) -> str:
@@ -214,17 +207,15 @@ def _eval_row(evaluation: dict) -> dict:
             continue
         row[_EVAL_RENAMES.get(key, key)] = value
     # A null number is NaN in a table; keep strings and bools as they are.
-    for key in ("scale_value", "sigma2_over_mse", "b_over_mae", "log_px", "c7_bound"):
+    for key in ("scale_value", "sigma2_over_mse", "b_over_mae", "log_px", "c7_bound_own_entropy"):
         if key in row:
             row[key] = _float_or_nan(row[key])
     return row
 
 
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
-    frame = pd.read_csv(run_dir / "metrics.csv")
-    missing = [c for c in ("epoch", "split") if c not in frame.columns]
-    if missing:
-        raise RunFileError(f"metrics.csv lacks column(s) {', '.join(missing)}")
+    frame = read_csv(run_dir / METRICS_FILE, METRICS_REQUIRED, numeric=False,
+                     hint="train the run again")
     for col in METRICS_COLUMNS:
         if col not in frame.columns:
             frame[col] = np.nan
@@ -273,25 +264,25 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
     metric_frames: list[pd.DataFrame] = []
     for run_dir in find_run_dirs(root):
         try:
-            config = _read_json(run_dir / "config.json")
+            config = read_json(run_dir / CONFIG_FILE)
         except (OSError, ValueError) as exc:
             problems.append(f"{run_dir}: config.json unreadable ({exc}); run skipped")
             continue
         row = _config_row(config, run_dir)
-        status = _read_status(run_dir)
+        status = read_status(run_dir) or Status.MISSING
         row["status"] = status
-        row["completed"] = status == "completed"
+        row["completed"] = Status.is_completed(status)
         evaluation: dict = {}
-        if (run_dir / "eval.json").exists() or row["completed"]:
+        if (run_dir / EVAL_FILE).exists() or row["completed"]:
             try:
-                evaluation = _read_json(run_dir / "eval.json")
+                evaluation = read_json(run_dir / EVAL_FILE)
             except (OSError, ValueError) as exc:
                 if row["completed"]:
                     problems.append(f"{row['run']} ({run_dir}): eval.json unreadable ({exc}); run skipped")
                     continue
                 evaluation = {}
         metrics = None
-        if (run_dir / "metrics.csv").exists() or row["completed"]:
+        if (run_dir / METRICS_FILE).exists() or row["completed"]:
             try:
                 metrics = _read_metrics(run_dir)
             except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -336,21 +327,6 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
     return Runs(runs=runs, metrics=metrics_all, problems=problems, root=root)
 
 
-def _read_csv_with(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError as exc:
-        raise RunFileError(f"{path}: missing; re-run `vaelik evaluate` on this run") from exc
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RunFileError(f"{path}: unreadable ({exc})") from exc
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise RunFileError(f"{path}: lacks column(s) {', '.join(missing)}")
-    for col in frame.columns:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return frame
-
-
 def load_pointwise(run_path: str | Path) -> pd.DataFrame:
     """Read ``pointwise.csv``: one row per test example.
 
@@ -370,7 +346,7 @@ def load_pointwise(run_path: str | Path) -> pd.DataFrame:
     RunFileError
         If the file is missing, unreadable or lacks a required column.
     """
-    return _read_csv_with(Path(run_path) / "pointwise.csv", ("recon", "loss_sum"))
+    return read_csv(Path(run_path) / POINTWISE_FILE, POINTWISE_REQUIRED)
 
 
 def load_per_dim(run_path: str | Path) -> pd.DataFrame:
@@ -381,7 +357,7 @@ def load_per_dim(run_path: str | Path) -> pd.DataFrame:
     RunFileError
         If the file is missing, unreadable or lacks a required column.
     """
-    return _read_csv_with(Path(run_path) / "per_dim.csv", PER_DIM_COLUMNS)
+    return read_csv(Path(run_path) / PER_DIM_FILE, PER_DIM_COLUMNS)
 
 
 def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
@@ -398,7 +374,7 @@ def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
     RunFileError
         If the file is missing, unreadable, holds objects, or lacks an array.
     """
-    path = Path(run_path) / "images.npz"
+    path = Path(run_path) / IMAGES_FILE
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: np.asarray(npz[key]) for key in npz.files}

@@ -27,7 +27,6 @@ import io
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,9 +36,24 @@ import torch.distributions as tdist
 
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.data import Dataset
-from vaelik.inference.rundir import atomic_write_bytes, write_csv, write_json
 from vaelik.inference.terms import elbo_terms, scale_summary
 from vaelik.models import AE, VAE, LinearVAE
+from vaelik.rundir import (
+    EVAL_FILE,
+    IMAGES_FILE,
+    METRICS_FILE,
+    PER_DIM_COLUMNS,
+    PER_DIM_FILE,
+    POINTWISE_COLUMNS,
+    POINTWISE_FILE,
+    POSTERIOR_FILE,
+    EvalRecord,
+    atomic_write_bytes,
+    read_csv,
+    write_csv,
+    write_json,
+)
+from vaelik.rundir.posterior import build_run_data, save_run_data
 
 __all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check"]
 
@@ -196,12 +210,12 @@ def evaluate_model(
     config: TrainConfig,
     run_dir: str | Path | None = None,
     num_samples: int | None = None,
-) -> dict[str, Any]:
+) -> EvalRecord:
     """Evaluate on the test split; write ``eval.json``, ``pointwise.csv``, ``per_dim.csv``,
     ``images.npz`` and ``posterior.nc`` if ``run_dir`` is given.
 
-    Call inside ``vae.params()``. Returns the ``eval.json`` dictionary (keys in
-    ``docs/run-directory.md``).
+    Call inside ``vae.params()``. Returns the ``eval.json`` dictionary (keys:
+    :class:`vaelik.rundir.EvalRecord`, documented in ``docs/run-directory.md``).
     """
     tick = time.perf_counter()
     device = next(vae.parameters()).device
@@ -245,9 +259,9 @@ def evaluate_model(
                                  ([scale_value] if scale_value is not None else []))
     at_bound = int((scales_all <= lik.min_scale * 1.01).sum()) if scales_all.numel() else 0
     entropy = -log_px
-    c7 = entropy - d / 2 * math.log(2 * math.pi * math.e * mse) if mse > 0 else math.nan
+    c7_own = entropy - d / 2 * math.log(2 * math.pi * math.e * mse) if mse > 0 else math.nan
 
-    evaluation: dict[str, Any] = {
+    evaluation: EvalRecord = {
         "elbo": float((recon - kl).mean()),
         "recon": float(recon.mean()),
         "kl": float(kl.mean()),
@@ -280,8 +294,8 @@ def evaluate_model(
             "cross-entropy -mean log p(x) of this run's IWAE estimate on the test split: "
             "an estimate (an upper bound) of H(x), not its true value"
         ),
-        "c7_bound": c7,
-        "seconds_eval": None,
+        "c7_bound_own_entropy": c7_own,
+        "seconds_eval": math.nan,  # set below, when everything else is done
     }
     if isinstance(vae, LinearVAE) and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):
         check = ppca_check(vae, data.train.to(device), x)
@@ -293,10 +307,10 @@ def evaluate_model(
         run_dir = Path(run_dir)
         _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
                      scale_value, scale_draws if log_px_draws is not None else None)
-        if (run_dir / "metrics.csv").exists():
-            metrics = pd.read_csv(run_dir / "metrics.csv")
+        if (run_dir / METRICS_FILE).exists():
+            metrics = read_csv(run_dir / METRICS_FILE, ("split", "seconds"), numeric=False)
             evaluation["seconds_train"] = float(metrics.loc[metrics.split == "train", "seconds"].sum())
-        write_json(run_dir / "eval.json", evaluation)
+        write_json(run_dir / EVAL_FILE, evaluation)
     return evaluation
 
 
@@ -318,19 +332,19 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         "sae": terms.abs_err.sum(-1).cpu().numpy(),
         "bce_sum": terms.bce.sum(-1).cpu().numpy(),
     })
-    write_csv(run_dir / "pointwise.csv", pointwise)
+    write_csv(run_dir / POINTWISE_FILE, pointwise, POINTWISE_COLUMNS)
     if per_dim_scale is not None:
         col = per_dim_scale
     elif scale_value is not None:
         col = [scale_value] * d
     else:
         col = [math.nan] * d
-    write_csv(run_dir / "per_dim.csv", pd.DataFrame({
+    write_csv(run_dir / PER_DIM_FILE, pd.DataFrame({
         "dim": np.arange(d),
         "scale": col,
         "mse": terms.sq_err.mean(0).cpu().numpy(),
         "mae": terms.abs_err.mean(0).cpu().numpy(),
-    }))
+    }), PER_DIM_COLUMNS)
     show, loc = x[:32], terms.z_loc[:32]
     scale = _global_scale(vae, show)
     z_prior = torch.randn(32, vae.latent_dim, device=x.device)
@@ -342,16 +356,14 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         prior_samples=_obs_mean(vae, z_prior, scale).cpu().numpy(),
         image_shape=np.asarray(data.image_shape or (), dtype=np.int64),
     )
-    atomic_write_bytes(run_dir / "images.npz", buffer.getvalue())
+    atomic_write_bytes(run_dir / IMAGES_FILE, buffer.getvalue())
     if log_px_draws is not None:
-        from vaelik.analysis import arviz_io
-
-        scale_draws = None
-        if bayes_draws is not None:
-            scale_draws = bayes_draws.cpu().numpy()
-        elif scale_value is not None:
-            scale_draws = np.full(log_px_draws.shape[0], scale_value)
-        posterior = arviz_io.build_run_data(
-            log_px_draws.cpu().numpy(), x.cpu().numpy(), scale_draws
+        # a Bayesian scale has a posterior: its draws; any other scale is a point
+        # estimate and is stored as one number, not as repeated "draws"
+        posterior = build_run_data(
+            log_px_draws.cpu().numpy(), x.cpu().numpy(),
+            bayes_draws.cpu().numpy() if bayes_draws is not None else None,
+            scale_point=scale_value if bayes_draws is None else None,
+            scale_mode=getattr(lik, "scale_mode", "none"),
         )
-        arviz_io.save_run_data(posterior, run_dir / "posterior.nc")
+        save_run_data(posterior, run_dir / POSTERIOR_FILE)

@@ -21,7 +21,7 @@ from typing import Any
 
 from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
-from vaelik.inference.rundir import MAX_RUN_NAME, safe_run_name
+from vaelik.rundir import MAX_RUN_NAME, safe_run_name
 
 __all__ = [
     "GRID_KEYS",

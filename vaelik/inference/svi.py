@@ -27,24 +27,24 @@ import pyro
 import torch
 
 from vaelik.errors import DivergenceError, InputError
+from vaelik.inference.checkpoint import load_checkpoint, save_checkpoint
 from vaelik.inference.config import TrainConfig, versions
 from vaelik.inference.data import Dataset, load_data
 from vaelik.inference.elbo import guide_and_model_traces, make_elbo
-from vaelik.inference.rundir import (
-    load_checkpoint,
+from vaelik.inference.terms import split_metrics
+from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
+from vaelik.rundir import (
+    METRICS_COLUMNS,
     prepare_run_dir,
     read_status,
-    save_checkpoint,
     write_csv,
     write_json,
     write_status,
 )
-from vaelik.inference.terms import split_metrics
-from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
 
 __all__ = ["FitResult", "fit", "resume", "build", "load_fitted", "evaluate_run", "METRIC_COLUMNS"]
 
-METRIC_COLUMNS = ["epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds"]
+METRIC_COLUMNS = list(METRICS_COLUMNS)  # the columns of metrics.csv, spelled in vaelik.rundir.schema
 #: on CUDA, read the device-side finiteness flag every this many steps
 CUDA_SYNC_EVERY = 25
 

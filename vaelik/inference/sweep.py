@@ -54,7 +54,7 @@ from vaelik.inference.grid import (  # noqa: F401 - re-exported: the sweep's pub
     grid_to_toml,
     load_grid,
 )
-from vaelik.inference.rundir import (
+from vaelik.rundir import (
     atomic_write_bytes,
     read_status,
     write_csv,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelik.errors import InputError
-from vaelik.inference.rundir import atomic_write_bytes, read_status
+from vaelik.rundir import atomic_write_bytes, read_status
 from vaelik.inference.grid import SweepRun
 from vaelik.inference.sweep import _can_resume, _Progress, train_one
 

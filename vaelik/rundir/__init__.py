@@ -1,0 +1,81 @@
+"""The run directory: the one torch-free owner of what a run writes and the analysis reads.
+
+``schema`` names the files, columns, status values and ``eval.json`` keys; ``io``
+writes and reads them atomically; ``posterior`` builds, saves and loads the ArviZ
+file. Inference writes through this package, the analysis layer reads through
+it, and it imports neither (nor torch). The contract is ``docs/run-directory.md``.
+"""
+
+from vaelik.rundir.io import (
+    MAX_RUN_NAME,
+    RunFileError,
+    atomic_path,
+    atomic_write_bytes,
+    prepare_run_dir,
+    read_csv,
+    read_json,
+    read_status,
+    safe_run_name,
+    write_csv,
+    write_json,
+    write_status,
+)
+from vaelik.rundir.schema import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    EVAL_FILE,
+    EVAL_KEYS,
+    IMAGE_ARRAYS,
+    IMAGES_FILE,
+    METRICS_COLUMNS,
+    METRICS_FILE,
+    METRICS_REQUIRED,
+    PER_DIM_COLUMNS,
+    PER_DIM_FILE,
+    POINTWISE_COLUMNS,
+    POINTWISE_FILE,
+    POINTWISE_REQUIRED,
+    POSTERIOR_FILE,
+    RUN_FILES,
+    SPLITS,
+    STATUS_FILE,
+    EvalRecord,
+    PpcaRecord,
+    Status,
+)
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "EVAL_FILE",
+    "EVAL_KEYS",
+    "IMAGES_FILE",
+    "IMAGE_ARRAYS",
+    "MAX_RUN_NAME",
+    "METRICS_COLUMNS",
+    "METRICS_FILE",
+    "METRICS_REQUIRED",
+    "PER_DIM_COLUMNS",
+    "PER_DIM_FILE",
+    "POINTWISE_COLUMNS",
+    "POINTWISE_FILE",
+    "POINTWISE_REQUIRED",
+    "POSTERIOR_FILE",
+    "RUN_FILES",
+    "SPLITS",
+    "STATUS_FILE",
+    "EvalRecord",
+    "PpcaRecord",
+    "RunFileError",
+    "Status",
+    "atomic_path",
+    "atomic_write_bytes",
+    "prepare_run_dir",
+    "read_csv",
+    "read_json",
+    "read_status",
+    "safe_run_name",
+    "write_csv",
+    "write_json",
+    "write_status",
+]

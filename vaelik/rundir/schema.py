@@ -1,0 +1,283 @@
+"""What a run directory holds: file names, table columns, status values, ``eval.json`` keys.
+
+The one spelling of the run-directory contract (``docs/run-directory.md``).
+Inference writes through these names, the analysis layer and the test fixtures
+read (and write) through them; no other module spells a file name, a column or
+a status value. Torch-free: standard library only.
+"""
+
+# No ``from __future__ import annotations`` here: TypedDict reads NotRequired[...]
+# from evaluated annotations.
+from typing import NotRequired, TypedDict
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "EVAL_FILE",
+    "EVAL_KEYS",
+    "IMAGES_FILE",
+    "IMAGE_ARRAYS",
+    "METRICS_COLUMNS",
+    "METRICS_FILE",
+    "METRICS_REQUIRED",
+    "PER_DIM_COLUMNS",
+    "PER_DIM_FILE",
+    "POINTWISE_COLUMNS",
+    "POINTWISE_FILE",
+    "POINTWISE_REQUIRED",
+    "POSTERIOR_FILE",
+    "RUN_FILES",
+    "SPLITS",
+    "STATUS_FILE",
+    "EvalRecord",
+    "PpcaRecord",
+    "Status",
+]
+
+# ---------------------------------------------------------------- file names
+
+#: the fully resolved configuration, package versions and seed
+CONFIG_FILE = "config.json"
+#: one row per epoch and split, columns :data:`METRICS_COLUMNS`
+METRICS_FILE = "metrics.csv"
+#: the final test metrics, keys of :class:`EvalRecord`
+EVAL_FILE = "eval.json"
+#: tensors only (``torch.load(path, weights_only=True)``), written by ``vaelik.inference.checkpoint``
+CHECKPOINT_FILE = "checkpoint.pt"
+#: one row per test example, columns :data:`POINTWISE_COLUMNS`
+POINTWISE_FILE = "pointwise.csv"
+#: one row per data dimension, columns :data:`PER_DIM_COLUMNS`
+PER_DIM_FILE = "per_dim.csv"
+#: arrays :data:`IMAGE_ARRAYS` for image figures (``np.load(..., allow_pickle=False)``)
+IMAGES_FILE = "images.npz"
+#: ArviZ data (netCDF), see :mod:`vaelik.rundir.posterior`
+POSTERIOR_FILE = "posterior.nc"
+#: one line, a :class:`Status` value; written first (``running``) and last
+STATUS_FILE = "status"
+
+#: files a run writes besides ``config.json``; ``prepare_run_dir(overwrite=True)``
+#: removes these (and only these) so that no result of an old run outlives it
+RUN_FILES = (STATUS_FILE, EVAL_FILE, CHECKPOINT_FILE, METRICS_FILE, POINTWISE_FILE,
+             PER_DIM_FILE, IMAGES_FILE, POSTERIOR_FILE)
+
+# ---------------------------------------------------------------- table columns
+
+#: ``metrics.csv``: ``elbo, recon, kl`` per data point in nats; ``mse, mae, bce`` per
+#: element; ``scale`` the global scale or the RMS of per-dimension scales (empty
+#: without a scale); ``seconds`` the epoch's training wall time
+METRICS_COLUMNS = ("epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds")
+#: columns a reader cannot do without (the others are filled with NaN when absent)
+METRICS_REQUIRED = ("epoch", "split")
+#: values of the ``split`` column
+SPLITS = ("train", "test")
+#: ``pointwise.csv``: one row per test example, nats per example; ``loss_sum`` is
+#: the family's equivalent loss summed over the d dimensions, ``sse, sae, bce_sum``
+#: the three losses summed over the d dimensions, for every family
+POINTWISE_COLUMNS = ("index", "elbo", "recon", "kl", "log_px", "loss_sum", "sse", "sae", "bce_sum")
+#: columns a reader of ``pointwise.csv`` cannot do without
+POINTWISE_REQUIRED = ("recon", "loss_sum")
+#: ``per_dim.csv``: one row per data dimension
+PER_DIM_COLUMNS = ("dim", "scale", "mse", "mae")
+#: arrays of ``images.npz``: ``originals`` (n, d), ``reconstructions`` (n, d),
+#: ``prior_samples`` (m, d), ``image_shape`` (2,) or (0,)
+IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
+
+
+# ---------------------------------------------------------------- status
+
+
+class Status:
+    """The values of the one-line ``status`` file, and tests on them.
+
+    A run writes ``running`` when it starts and, last of all, ``completed``,
+    ``interrupted`` (Ctrl-C; resumable) or ``failed: <reason>``. A run is
+    complete only when its status reads ``completed``.
+
+    Examples
+    --------
+    >>> Status.failed("loss was NaN at epoch 3")
+    'failed: loss was NaN at epoch 3'
+    >>> Status.is_completed("completed\\n"), Status.is_completed(None)
+    (True, False)
+    >>> Status.word("failed: loss was NaN")
+    'failed'
+    """
+
+    COMPLETED = "completed"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    #: not written by any run: what a reader shows for a folder without a status file
+    MISSING = "missing"
+
+    @staticmethod
+    def failed(reason: str) -> str:
+        """The status of a failed run: ``failed: <reason>`` on one line."""
+        return f"{Status.FAILED}: {' '.join(str(reason).split())}"
+
+    @staticmethod
+    def word(text: str | None) -> str:
+        """The first word of a status (``failed`` for ``failed: ...``); ``missing`` for None."""
+        if text is None or not str(text).strip():
+            return Status.MISSING
+        return str(text).strip().split(":", 1)[0].strip()
+
+    @staticmethod
+    def is_completed(text: str | None) -> bool:
+        """True when ``text`` is the status of a completed run."""
+        return text is not None and str(text).strip() == Status.COMPLETED
+
+    @staticmethod
+    def is_failed(text: str | None) -> bool:
+        """True when ``text`` is ``failed`` or ``failed: <reason>``."""
+        return Status.word(text) == Status.FAILED
+
+
+# ---------------------------------------------------------------- eval.json
+
+
+class PpcaRecord(TypedDict):
+    """The ``ppca`` block of ``eval.json`` (linear Normal VAE with a point-estimate σ; C8).
+
+    Attributes
+    ----------
+    sigma2_learned : float
+        The fitted σ² (mean of σ_j² for a per-dimension scale).
+    sigma2_ml : float
+        Tipping & Bishop's σ²_ML: mean of the d − k smallest eigenvalues of the
+        training covariance.
+    exact_log_px : float
+        Exact log N(x; b, WWᵀ + σ²I) of the fitted linear model, mean over test points, nats.
+    ml_log_px : float
+        The same for the closed-form ML solution, nats.
+    elbo : float
+        The test ELBO (copy of ``eval.json`` ``elbo``), nats per point.
+    """
+
+    sigma2_learned: float
+    sigma2_ml: float
+    exact_log_px: float
+    ml_log_px: float
+    elbo: float
+
+
+class EvalRecord(TypedDict):
+    """The keys of ``eval.json``: final test metrics of one run.
+
+    Per-data-point quantities are in nats; losses are per element (as a loss
+    function reports them) of the *mean of the observation distribution*. JSON
+    has no NaN: a number that could not be computed is ``null``. To add a key,
+    declare it here, document it below and in ``docs/run-directory.md``, and
+    write it in ``vaelik.inference.evaluate`` (a test checks the three agree).
+
+    Attributes
+    ----------
+    elbo : float
+        Test ELBO per point, ``recon − kl``, nats.
+    recon : float
+        E_q[log p(x | z)] per point, nats.
+    kl : float
+        KL(q(z|x) ‖ p(z)) per point, nats; includes the scale's KL divided by
+        n_test for a ``bayesian`` scale.
+    mse, mae, bce : float
+        Per-element losses of the observation mean at z ~ q(z|x).
+    mse_at_mean_z : float
+        MSE of the observation mean at z = E_q[z].
+    log_px : float or None
+        Importance-sampled (IWAE) estimate of log p(x), mean over test points,
+        nats; null for a Delta guide (``model: ae``).
+    log_px_samples : int
+        K, the importance samples per point behind ``log_px``; 0 when not estimated.
+    bits_per_dim : float or None
+        −log_px / (d · ln 2); null when ``log_px`` is.
+    comparable : bool
+        True only if the likelihood is a normalised density on these data and
+        ``log_px`` was estimated: only then may ``log_px`` be ranked across families.
+    comparable_reason : str
+        Why not (empty when comparable).
+    likelihood : str
+        The family's registry name (``normal``, ``laplace``, ...).
+    scale_mode : str
+        ``fixed``, ``learned``, ``per_dim``, ``predicted``, ``optimal``,
+        ``bayesian`` or ``none``.
+    loss_name : str
+        The deterministic loss the family corresponds to (``mse``, ``mae``, ``bce``).
+    point_estimate : str
+        What the losses were computed from (``loc``, ``probs``, ``mean``).
+    scale : float or None
+        The scale (σ or b): the point estimate for ``fixed``/``learned``/``optimal``,
+        the RMS of per-dimension scales for ``per_dim``/``predicted``, the mean of
+        q(scale) for ``bayesian``; null without a scale.
+    scale_per_dim : list of float or None
+        d values for ``per_dim`` (``predicted``: RMS over the test set); null otherwise.
+    min_scale : float or None
+        The lower bound of learned scales; null without a scale.
+    scales_at_bound : int
+        How many scales sit within 1 % of ``min_scale``.
+    sigma2_over_mse : float or None
+        σ²/MSE (Normal; C2); null for other families or without a scale.
+    b_over_mae : float or None
+        b/MAE (Laplace; C4); null for other families or without a scale.
+    active_units : int
+        Latent dimensions with Var_x(E_q[z_i]) > 0.01.
+    latent_dim, data_dim, n_test : int
+        Sizes: k, d and the number of test points.
+    mutual_info : float or None
+        Sampled I_q(x; z) of the aggregate posterior, nats (at most log n_test);
+        null for a Delta guide.
+    entropy_estimate : float or None
+        −log_px: this run's test cross-entropy, an upper bound on H(x) per
+        point, nats (an *estimate* of H(x), not its value); null when ``log_px`` is.
+    entropy_method : str
+        How ``entropy_estimate`` was made, in words.
+    c7_bound_own_entropy : float or None
+        entropy_estimate − d/2 · log(2πe · MSE), nats: the C7 lower bound on
+        I(x; z) with *this run's own* cross-entropy standing in for H(x) (the
+        report's C7 table uses one H(x) estimate shared by a test split
+        instead); null when either term is missing.
+    seconds_eval : float
+        Wall time of the evaluation, seconds.
+    seconds_train : float
+        Wall time of training (sum over epochs of ``metrics.csv`` ``seconds``);
+        absent when evaluated without a run directory.
+    ppca : PpcaRecord
+        Only for ``model: linear`` with a Normal point-estimate σ (C8).
+    """
+
+    elbo: float
+    recon: float
+    kl: float
+    mse: float
+    mae: float
+    bce: float
+    mse_at_mean_z: float
+    log_px: float | None
+    log_px_samples: int
+    bits_per_dim: float | None
+    comparable: bool
+    comparable_reason: str
+    likelihood: str
+    scale_mode: str
+    loss_name: str
+    point_estimate: str
+    scale: float | None
+    scale_per_dim: list[float] | None
+    min_scale: float | None
+    scales_at_bound: int
+    sigma2_over_mse: float | None
+    b_over_mae: float | None
+    active_units: int
+    latent_dim: int
+    data_dim: int
+    n_test: int
+    mutual_info: float | None
+    entropy_estimate: float | None
+    entropy_method: str
+    c7_bound_own_entropy: float | None
+    seconds_eval: float
+    seconds_train: NotRequired[float]
+    ppca: NotRequired[PpcaRecord]
+
+
+#: every key of ``eval.json``, in the order written
+EVAL_KEYS = tuple(EvalRecord.__annotations__)
