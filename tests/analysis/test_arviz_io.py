@@ -127,7 +127,7 @@ def test_point_estimate_is_summarised_as_such():
 
 
 def test_analysis_reexports_the_rundir_functions():
-    import vaelik.analysis as analysis
+    from vaelik import analysis
 
     assert analysis.build_run_data is posterior.build_run_data
     assert analysis.load_run_data is posterior.load_run_data

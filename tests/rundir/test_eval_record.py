@@ -41,9 +41,9 @@ TINY = {"epochs": 1, "hidden_dim": 8, "latent_dim": 2, "iwae_samples": 5, "elbo"
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evalrecord")
     cases = {
-        "bayesian": dict(likelihood="normal", scale="bayesian"),
-        "linear": dict(likelihood="normal", scale="learned", model="linear", data="ppca"),
-        "ae": dict(likelihood="bernoulli", model="ae"),
+        "bayesian": {"likelihood": "normal", "scale": "bayesian"},
+        "linear": {"likelihood": "normal", "scale": "learned", "model": "linear", "data": "ppca"},
+        "ae": {"likelihood": "bernoulli", "model": "ae"},
     }
     for name, options in cases.items():
         fit(TrainConfig(**TINY, **options, name=name), root / name, progress=False)

@@ -29,11 +29,9 @@ def _status_literals(path: Path) -> list[int]:
         if isinstance(node, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
             if word(node.left) or any(word(c) for c in node.comparators):
                 hits.append(node.lineno)
-        elif isinstance(node, ast.Call) and any(word(a) for a in node.args):
-            hits.append(node.lineno)
-        elif isinstance(node, ast.AnnAssign) and word(node.value):
-            hits.append(node.lineno)
-        elif isinstance(node, ast.Dict) and any(word(v) for v in node.values):
+        elif ((isinstance(node, ast.Call) and any(word(a) for a in node.args))
+              or (isinstance(node, ast.AnnAssign) and word(node.value))
+              or (isinstance(node, ast.Dict) and any(word(v) for v in node.values))):
             hits.append(node.lineno)
     return hits
 

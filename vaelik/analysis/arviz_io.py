@@ -123,9 +123,8 @@ def summarize_scale(data: Any, prob: float = HDI_PROB) -> pd.DataFrame:
             raw = az.summary(
                 data, var_names=["scale"], kind="stats", ci_kind="hdi", ci_prob=prob, round_to="none"
             )
-            lower, upper = [c for c in raw.columns if str(c).endswith("_lb")][0], [
-                c for c in raw.columns if str(c).endswith("_ub")
-            ][0]
+            lower = next(c for c in raw.columns if str(c).endswith("_lb"))
+            upper = next(c for c in raw.columns if str(c).endswith("_ub"))
     frame = pd.DataFrame(
         {
             "mean": raw["mean"].astype(float),

@@ -36,14 +36,14 @@ from vaelik.rundir import (
 )
 
 __all__ = [
-    "Runs",
-    "RunFileError",
-    "load_runs",
-    "load_pointwise",
-    "load_per_dim",
-    "load_images",
-    "find_run_dirs",
     "CONFIG_COLUMNS",
+    "RunFileError",
+    "Runs",
+    "find_run_dirs",
+    "load_images",
+    "load_per_dim",
+    "load_pointwise",
+    "load_runs",
 ]
 
 #: Config keys copied (flattened) into :attr:`Runs.runs` and joined onto :attr:`Runs.metrics`.
