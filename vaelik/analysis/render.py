@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Literal
 
+import jinja2
+import markupsafe
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -112,16 +114,13 @@ def escape_md(value: object) -> str:
     return _MD_LINE_START.sub(lambda m: m.group(0) + "\\", _escape_inline(value), count=1)
 
 
-def _md_row(cells) -> str:
+def _md_row(cells: Iterable[object]) -> markupsafe.Markup:
     # One table row; in a cell a leading "-" or "1." opens nothing, so negative numbers stay as they are.
-    import markupsafe
-
     return markupsafe.Markup("| " + " | ".join(_escape_inline(c) for c in cells) + " |")
 
 
 def _finalize_md(value: object) -> str:
-    import markupsafe
-
+    # Every {{ value }} of the Markdown template; only md_row output (and |safe macros) is Markup.
     return value if isinstance(value, markupsafe.Markup) else escape_md(value)
 
 
@@ -177,9 +176,7 @@ def _view(section: Section, figure_src: Mapping[str, str]) -> dict:
 
 
 @cache
-def _environment(fmt: str):
-    import jinja2
-
+def _environment(fmt: str) -> jinja2.Environment:
     loader = jinja2.PackageLoader("vaelik.analysis", "templates")
     if fmt == "html":
         return jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True,

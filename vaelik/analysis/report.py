@@ -17,6 +17,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -271,6 +272,6 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
         for slug, data in pngs.items():
             name = f"{md_path.stem}-{slug}.png"
             atomic_write_bytes(md_path.parent / name, data)
-            files[slug] = name
+            files[slug] = quote(name)  # a link target: "(", ")" or spaces in the stem must not end it
         atomic_write_bytes(md_path, render(sections, summary, str(runs_dir), "md", files).encode("utf-8"))
     return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs))
