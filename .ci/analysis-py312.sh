@@ -22,7 +22,7 @@ fi
 log="$VENV/install.log"
 {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    "arviz>=1" h5netcdf h5py pandas seaborn matplotlib pytest hypothesis
+    "arviz>=1" h5netcdf h5py pandas seaborn matplotlib "jinja2>=3.1" pytest hypothesis
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
 } >"$log" 2>&1 || { tail -40 "$log" >&2; echo "analysis-py312: install failed; log: $log" >&2; exit 1; }
 

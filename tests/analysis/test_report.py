@@ -39,6 +39,32 @@ def test_run_strings_are_escaped(report):
     assert "<script" not in html.lower()
 
 
+MD_IMAGE = "![x](https://e.org/a.png)"
+
+
+def test_run_strings_are_inert_in_both_outputs(tmp_path):
+    """A run name that is Markdown or HTML markup is shown as text, never as markup."""
+    runs = tmp_path / "runs"
+    for name in (MD_IMAGE, EVIL, "a|b *bold* _em_"):
+        make_run(runs, name, likelihood="laplace", sigma=0.08, mae=0.08)
+    result = write_report(runs, tmp_path / "r.html", tmp_path / "r.md")
+    html = result.html.read_text(encoding="utf-8")
+    md = result.markdown.read_text(encoding="utf-8")
+    # HTML: autoescaped text; no script element, every image source is an embedded PNG
+    assert "<script" not in html.lower() and "&lt;script&gt;" in html
+    assert re.findall(r"<img [^>]*src='(?!data:image/png;base64,)", html) == []
+    assert "![x](https://e.org/a.png)" in html  # as text inside a table cell
+    # Markdown: no live image, link, HTML or table break from a run name
+    assert MD_IMAGE not in md and "![x]" not in md and "<script" not in md.lower()
+    assert "!\\[x\\](https://e.org/a.png)" in md and "&lt;script&gt;" in md
+    assert "a\\|b \\*bold\\* \\_em\\_" in md
+    # the escaped bar splits no cell: the row of the runs table has as many cells as its header
+    lines = md.splitlines()
+    row = [line for line in lines if line.startswith("| a\\|b")][-1]
+    header = [line for line in lines if line.startswith("| run | status |")][-1]
+    assert len(re.split(r"(?<!\\)\|", row)) == len(re.split(r"(?<!\\)\|", header))
+
+
 def test_figures_are_embedded_pngs(report):
     result, html, _ = report
     uris = re.findall(r"<img alt='[^']*' src='data:image/png;base64,([A-Za-z0-9+/=]+)'>", html)
@@ -68,6 +94,18 @@ def test_arviz_sections(report):
     assert "PSIS-LOO comparison" in html
     assert "Runs left out of the comparison" in html and "bernoulli-s0" in html
     assert "ArviZ summary of Bayesian scales" in html and "hdi_lower" in html
+
+
+def test_labels_say_what_was_computed(report):
+    _, html, md = report
+    # the PSIS-LOO columns are named for what was computed from the stored draws ...
+    assert "<th>elpd_psis_loo</th><th>lppd_minus_elpd</th>" in html
+    assert "| pareto_k_high |" in md
+    for text in (html, md):
+        # ... so no caption has to explain that its own numbers mean something else
+        assert "what p_loo means" not in text and "not model complexity" not in text
+        # C7: the bound from the split's H(x) estimate is not spelled like eval.json's c7_bound
+        assert "mi_bound_estimate" in text and "h_x_estimate" in text and "c7_bound" not in text
 
 
 def test_problems_are_listed(report):

@@ -1,0 +1,328 @@
+"""The claims C1-C8 of the design, one :class:`Claim` entry each: statement, tolerances, judge.
+
+Each entry names its tolerances once, as numbers; the judge compares against
+those numbers and the report's tolerance text is generated from them
+(:meth:`Claim.tolerance_text`). To add a claim, write its judge and register one
+more entry (see ``docs/report.md``)::
+
+    register_claim(Claim("C9", "title", "statement", {"max_gap": 0.5},
+                         "|gap| < {max_gap} nats", judge=my_judge))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import figures
+from ._claim import CLAIMS, Claim, Frames, Judgement, is_true, judge_claims, register_claim, verdict_of
+from ._common import HELD, NOT_MEASURED, family, fmt, not_measured, num
+from .compare import c6_check, c6_frame
+from .sigma import per_dim_summary, sigma_over_epochs
+
+__all__ = ["Claim", "Frames", "Judgement", "CLAIMS", "register_claim", "judge_claims", "verdict_of",
+           "c7_frame"]
+
+_LINE_MODES = ["fixed", "learned", "optimal"]
+
+
+# --------------------------------------------------------------------------- C1
+
+def _judge_c1(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    ident = f.identity
+    rows = ident[(ident["likelihood"].map(family) == "normal") & ident["scale_mode"].isin(_LINE_MODES)]
+    ok = [bool(r.slope_rel_error < tol["slope_rel"] and r.r2 > tol["r2"]) for r in rows.itertuples()]
+    others = ident[(ident["likelihood"].map(family) == "normal") & ~ident.index.isin(rows.index)]
+    numbers = [f"{r.run}: fitted slope {fmt(r.slope, 8)} vs theory {fmt(r.slope_theory, 8)} "
+               f"(relative error {fmt(r.slope_rel_error, 2)}), intercept {fmt(r.intercept, 6)} vs "
+               f"{fmt(r.intercept_theory, 6)}, R² = {fmt(r.r2, 8)}" for r in rows.itertuples()]
+    numbers += [f"{r.run} ({r.scale_mode}): theory undefined — {r.reason}; fitted R² = {fmt(r.r2, 4)}"
+                for r in others.itertuples()]
+    both = pd.concat([rows, others])
+    return Judgement(verdict_of(ok, "no fixed, learned or optimal Normal run with pointwise.csv"), numbers,
+                     [("Normal runs: recon against SSE", both)],
+                     [("c1-identity", "recon against SSE per test example, theory line and least-squares fit",
+                       figures.plot_identity(f.points, both))])
+
+
+register_claim(Claim(
+    "C1", "Gaussian with fixed σ ⇔ MSE",
+    "−log N(x; x̂, σ²I) = d/2·log(2πσ²) + ‖x−x̂‖²/(2σ²): affine in the SSE with slope 1/(2σ²).",
+    {"slope_rel": 0.01, "r2": 0.999},
+    "|fitted slope / (−1/(2σ²)) − 1| < {slope_rel} and R² > {r2}, every fixed/learned/optimal Normal run",
+    _judge_c1,
+    "Per test example, the Gaussian reconstruction log-likelihood is a straight line in the summed "
+    "squared error: training a Normal likelihood with a fixed σ is training with MSE, rescaled by "
+    "1/(2σ²) and shifted by a constant. The slope sets how much reconstruction weighs against the KL."))
+
+
+# --------------------------------------------------------------------------- C2
+
+def _judge_c2(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    normal = f.sigma[f.sigma["likelihood"].map(family) == "normal"]
+    learned = normal[normal["scale_mode"] == "learned"]
+    ok = [bool(abs(r - 1) < tol["ratio"]) for r in learned["sigma2_over_mse"]]
+    numbers = [f"{r.run}: σ = {fmt(r.sigma)}, √MSE = {fmt(r.rmse)}, σ²/MSE = {fmt(r.sigma2_over_mse)}, "
+               f"scales at the lower bound: {fmt(r.scales_at_bound)}" for r in learned.itertuples()]
+    numbers += [f"{r.run} ({r.scale_mode}, not judged): σ²/MSE = {fmt(r.sigma2_over_mse)}"
+                for r in normal[normal["scale_mode"].isin(["optimal", "bayesian"])].itertuples()]
+    return Judgement(verdict_of(ok, "no learned-σ Normal run"), numbers,
+                     [("Scales of Normal and Laplace runs", f.sigma)],
+                     [("c2-sigma-epochs", "learned scale against √MSE (MAE for Laplace) per epoch",
+                       figures.plot_sigma_over_epochs(sigma_over_epochs(f.metrics)))])
+
+
+register_claim(Claim(
+    "C2", "A learned global σ converges to √MSE",
+    "For a fixed decoder mean, the maximising σ² is SSE/(N·d) = MSE, so σ²/MSE ≈ 1 after training.",
+    {"ratio": 0.1},
+    "|σ²/MSE − 1| < {ratio}, every learned-σ Normal run",
+    _judge_c2,
+    "A learned σ is not a free knob: for a given decoder it settles where σ² equals the mean squared "
+    "error (MSE measured at z ~ q(z|x), as in the reconstruction term). The figure shows σ tracking "
+    "√MSE over training; on the train split it can keep shrinking as the decoder over-fits. "
+    "'optimal' sets σ² = MSE by construction and 'bayesian' has a prior pulling σ, so neither is judged."))
+
+
+# --------------------------------------------------------------------------- C3
+
+def _judge_c3(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    summary = per_dim_summary(f.per_dim)
+    judged = summary[(summary["scale_mode"] == "per_dim") & (summary["likelihood"].map(family) == "normal")]
+    ok = [bool(abs(r.median_ratio - 1) < tol["ratio"] and r.correlation > tol["r"]) for r in judged.itertuples()]
+    numbers = [f"{r.run} ({r.scale_mode}): median σ_j²/MSE_j = {fmt(r.median_ratio)}, r(σ_j, RMSE_j) = "
+               f"{fmt(r.correlation)}, {r.n_at_bound} of {r.n_dims} scales at the lower bound"
+               for r in summary.itertuples()]
+    return Judgement(verdict_of(ok, "no per_dim Normal run with per_dim.csv"), numbers,
+                     [("Per-dimension scales, per run", summary)],
+                     [("c3-scale-heatmap", "per-pixel scale σ_j", figures.plot_scale_heatmap(f.per_dim)),
+                      ("c3-scale-vs-rmse", "σ_j against per-dimension RMSE", figures.plot_per_dim_scale(f.per_dim))])
+
+
+register_claim(Claim(
+    "C3", "Per-dimension σ converges to per-dimension RMSE", "σ_j² = mean_n (x_nj − x̂_nj)².",
+    {"ratio": 0.1, "r": 0.9},
+    "|median_j σ_j²/MSE_j − 1| < {ratio} (dims not at the bound) and Pearson r(σ_j, RMSE_j) > {r}, "
+    "every per_dim Normal run",
+    _judge_c3,
+    "Each pixel's σ_j follows that pixel's own reconstruction error. Pixels the decoder fits exactly "
+    "(constant border pixels) drive σ_j to the lower bound, where the log-likelihood per pixel grows "
+    "without limit: monitor how many scales sit at the bound. 'predicted' scales vary per example and are "
+    "shown, not judged."))
+
+
+# --------------------------------------------------------------------------- C4
+
+def _judge_c4(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    sig, ident = f.sigma, f.identity
+    lap = sig[(sig["likelihood"].map(family) == "laplace") & (sig["scale_mode"] == "learned")]
+    lines = ident[(ident["likelihood"].map(family) == "laplace") & ident["scale_mode"].isin(_LINE_MODES)]
+    ok = [bool(abs(r - 1) < tol["ratio"]) for r in lap["b_over_mae"]]
+    ok += [bool(r.slope_rel_error < tol["slope_rel"] and r.r2 > tol["r2"]) for r in lines.itertuples()]
+    numbers = [f"{r.run}: b = {fmt(r.sigma)}, MAE = {fmt(r.mae)}, b/MAE = {fmt(r.b_over_mae)}" for r in lap.itertuples()]
+    numbers += [f"{r.run}: fitted slope {fmt(r.slope, 8)} vs −1/b = {fmt(r.slope_theory, 8)}, intercept "
+                f"{fmt(r.intercept, 6)} vs −d·log(2b) = {fmt(r.intercept_theory, 6)}, R² = {fmt(r.r2, 8)}"
+                for r in lines.itertuples()]
+    return Judgement(verdict_of(ok, "no Laplace run"), numbers, [("Laplace: recon against SAE", lines)],
+                     [("c4-identity", "recon against SAE per test example (Laplace)",
+                       figures.plot_identity(f.points, lines))])
+
+
+register_claim(Claim(
+    "C4", "Laplace ⇔ MAE", "−log Laplace(x; x̂, b) = d·log(2b) + ‖x−x̂‖₁/b; a learned b tends to the MAE.",
+    {"ratio": 0.1, "slope_rel": 0.01, "r2": 0.999},
+    "|b/MAE − 1| < {ratio} (learned b) and |fitted slope / (−1/b) − 1| < {slope_rel} with R² > {r2} "
+    "(fixed/learned/optimal b)",
+    _judge_c4,
+    "A Laplace likelihood is the MAE loss: its log-likelihood is a line in the summed absolute "
+    "error with slope −1/b, and a learned b settles at the MAE."))
+
+
+# --------------------------------------------------------------------------- C5
+
+def _judge_c5(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    ident = f.identity
+    fam = ident["likelihood"].map(family)
+    bern = ident[fam == "bernoulli"]
+    cb = ident[fam == "continuous_bernoulli"]
+    ok = [bool(abs(r.slope + 1) < tol["slope"] and abs(r.intercept) < tol["intercept"] and r.r2 > tol["r2"])
+          for r in bern.itertuples()]
+    numbers = [f"{r.run}: fitted slope {fmt(r.slope, 10)}, intercept {fmt(r.intercept, 4)} nats, R² = {fmt(r.r2, 10)}"
+               for r in bern.itertuples()]
+    by_run = f.runs.set_index("run")
+    for r in bern.itertuples():
+        row = by_run.loc[r.run] if r.run in by_run.index else None
+        if row is None:
+            continue
+        binary, comparable = row.get("binary"), row.get("comparable")
+        if binary is not None and not is_true(binary):
+            ok.append(not is_true(comparable))
+            numbers.append(f"{r.run}: data not binary; eval.json comparable = {comparable}")
+    numbers += [f"{r.run} (continuous Bernoulli): fitted slope {fmt(r.slope)}, R² = {fmt(r.r2)} < 1 — {r.reason}"
+                for r in cb.itertuples()]
+    both = pd.concat([bern, cb])
+    return Judgement(verdict_of(ok, "no Bernoulli run"), numbers,
+                     [("Bernoulli and continuous Bernoulli: recon against summed BCE", both)],
+                     [("c5-identity", "recon against summed BCE per test example",
+                       figures.plot_identity(f.points, both))])
+
+
+register_claim(Claim(
+    "C5", "Bernoulli ⇔ BCE",
+    "−log Bern(x; p) = summed BCE exactly; on non-binary x it is not a normalised density "
+    "(the continuous Bernoulli adds log C(λ)).",
+    {"slope": 0.01, "intercept": 0.01, "r2": 0.999},
+    "|fitted slope + 1| < {slope}, |intercept| < {intercept} nats, R² > {r2} for Bernoulli runs; "
+    "a Bernoulli run on non-binary data must say comparable: false",
+    _judge_c5,
+    "Binary cross-entropy is exactly the negative Bernoulli log-likelihood. On grey levels it is still a "
+    "loss but not a density — its 'log-likelihood' cannot be ranked against densities, so such runs are "
+    "listed as not comparable. The continuous Bernoulli adds the log-normaliser log C(λ), which varies "
+    "with λ: its recon is not a line in the BCE (R² < 1), and its mean is not λ."))
+
+
+# --------------------------------------------------------------------------- C6
+
+def _judge_c6(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    frame = c6_frame(f.runs)
+    check = c6_check(frame, min_sigmas=int(tol["min_sigmas"]))
+    measured = check[~check["verdict"].str.startswith(NOT_MEASURED)] if not check.empty else check
+    ok = [v == HELD for v in measured["verdict"]] if not measured.empty else []
+    why = (f"no series of ≥ {int(tol['min_sigmas'])} fixed σ for one data set and model"
+           if check.empty or measured.empty else "")
+    numbers = [f"{r.data} / {r.model} / latent {r.latent_dim}: σ ∈ {{{r.sigmas}}}; MSE increasing: "
+               f"{r.mse_increasing}; KL decreasing: {r.kl_decreasing}; active units non-increasing: "
+               f"{r.active_units_nonincreasing}" for r in check.itertuples()]
+    learned = frame[frame["kind"] == "learned"] if not frame.empty else frame
+    numbers += [f"{r.run} (learned σ = {fmt(r.sigma)}): MSE {fmt(r.mse)}, KL {fmt(r.kl)}, active units "
+                f"{fmt(r.active_units)}" for r in learned.itertuples()]
+    return Judgement(verdict_of(ok, why) if ok else not_measured(why or "no fixed-σ series"), numbers,
+                     [("Fixed-σ series", check), ("Runs", frame)],
+                     [("c6-sigma-sweep", "MSE, KL and active units against the fixed σ",
+                       figures.plot_sigma_sweep(frame))])
+
+
+register_claim(Claim(
+    "C6", "σ is a β: a fixed σ trades reconstruction against KL",
+    "ELBO(σ) ∝ −SSE/(2σ²) − KL: large fixed σ ⇒ blurry means and collapsed latents; small σ ⇒ sharp means, "
+    "higher KL.",
+    {"min_sigmas": 3},
+    "per series (≥ {min_sigmas} fixed σ), seed-averaged MSE strictly increases and KL strictly decreases with σ",
+    _judge_c6,
+    "With the scale fixed, 1/(2σ²) weighs the reconstruction against the KL just as β does: "
+    "a large σ gives blurry means and few active latents, a small σ sharp means and a larger KL. "
+    "A learned σ picks its own point on this curve (★)."))
+
+
+# --------------------------------------------------------------------------- C7
+
+def c7_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    r"""C7 per run, with one H(x) estimate shared by all runs scored on the same test split.
+
+    H(x) is unknown. Every comparable run's test cross-entropy :math:`-\overline{\log p(x)}`
+    is an upper bound on it, so the split's estimate is the smallest of them (the
+    tightest); each run's bound is computed from that common estimate, so that the
+    runs of a split differ only through their MSE.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``run, likelihood, scale, data, seed, data_dim, n_test, mse, mutual_info,
+        comparable, entropy_estimate`` (from the runs table) and:
+
+        - ``split``: ``"<data>|<seed>"``, the test split the run was scored on;
+        - ``h_x_estimate``: smallest ``entropy_estimate`` of the split's comparable runs (nats);
+        - ``mi_bound_estimate``: :math:`\hat H(x) - d/2\cdot\log(2\pi e\cdot\mathrm{MSE})`
+          with ``h_x_estimate`` for :math:`\hat H(x)` (nats); an estimate, since :math:`\hat H` is;
+        - ``log_n_test``: :math:`\log n_\mathrm{test}`, the most a sampled ``mutual_info`` can be.
+
+        Only runs with both ``mse`` and ``mutual_info``.
+    """
+    cols = ["run", "likelihood", "scale", "data", "seed", "data_dim", "n_test", "mse",
+            "mutual_info", "comparable", "entropy_estimate"]
+    frame = pd.DataFrame({c: runs[c] if c in runs.columns else np.nan for c in cols})
+    frame = frame[num(frame, "mse").notna() & num(frame, "mutual_info").notna()].copy()
+    if frame.empty:
+        return frame.assign(h_x_estimate=[], mi_bound_estimate=[], log_n_test=[], split=[])
+    ent = num(frame, "entropy_estimate").where(frame["comparable"].map(is_true))
+    split = frame["data"].astype(str) + "|" + frame["seed"].astype(str)
+    frame["h_x_estimate"] = ent.groupby(split).transform("min")
+    d = num(frame, "data_dim")
+    frame["mi_bound_estimate"] = frame["h_x_estimate"] - d / 2 * np.log(2 * np.pi * np.e * num(frame, "mse"))
+    frame["log_n_test"] = np.log(num(frame, "n_test").clip(lower=1))
+    frame["split"] = split
+    return frame.reset_index(drop=True)
+
+
+def _judge_c7(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    frame = c7_frame(f.runs)
+    min_runs = int(tol["min_runs"])
+    ok: list[bool] = []
+    numbers: list[str] = []
+    for split, g in frame.groupby("split", sort=True) if not frame.empty else []:
+        if len(g) < min_runs:
+            numbers.append(f"{split}: {len(g)} runs, too few (< {min_runs}) to rank")
+            continue
+        rho = float(g["mse"].rank().corr(g["mutual_info"].rank()))
+        ok.append(rho < tol["rho"])
+        numbers.append(
+            f"{split.replace('|', ', seed ')}: Spearman ρ(MSE, sampled I_q(x;z)) = {fmt(rho)} over {len(g)} runs; "
+            f"H(x) estimate {fmt(g['h_x_estimate'].iloc[0])} nats (smallest test cross-entropy among comparable "
+            f"runs: an upper bound on H(x), so the bounds below are estimates too); I_q estimates are capped at "
+            f"log n_test = {fmt(g['log_n_test'].iloc[0])} nats")
+    for r in frame.itertuples():
+        numbers.append(f"{r.run}: MSE {fmt(r.mse)}, bound H − d/2·log(2πe·MSE) = {fmt(r.mi_bound_estimate)} nats"
+                       f"{' (vacuous: ≤ 0)' if r.mi_bound_estimate <= 0 else ''}, sampled I_q(x;z) = "
+                       f"{fmt(r.mutual_info)} nats")
+    shown = frame.drop(columns=["split", "comparable", "entropy_estimate"], errors="ignore")
+    caption = ("C7 per run: h_x_estimate = smallest test cross-entropy among the comparable runs of the split; "
+               "mi_bound_estimate = h_x_estimate − d/2·log(2πe·MSE); mutual_info = sampled I_q(x;z), at most "
+               "log_n_test (all in nats)")
+    return Judgement(verdict_of(ok, f"fewer than {min_runs} runs with mse and mutual_info on one test split"),
+                     numbers, [(caption, shown)])
+
+
+register_claim(Claim(
+    "C7", "MSE ⇔ information (a bound)",
+    "H(x|z) ≤ d/2·log(2πe·MSE), so I(x;z) ≥ H(x) − d/2·log(2πe·MSE). A bound, not an equality; "
+    "minimising the MSE raises it.",
+    {"rho": -0.5, "min_runs": 4},
+    "Spearman ρ(MSE, sampled I_q(x;z)) < {rho} across the runs of each test split (≥ {min_runs} runs)",
+    _judge_c7,
+    "Because the Gaussian has the largest entropy for a given variance, H(x|z) ≤ d/2·log(2πe·MSE), so "
+    "I(x;z) ≥ H(x) − d/2·log(2πe·MSE). It is a lower bound, not an equality, and it needs H(x), which "
+    "nobody knows: here it is estimated (see above), so the bound's level is uncertain while its "
+    "differences between runs are exact. What the claim predicts, and what is judged, is the direction: "
+    "runs that reach a lower MSE carry more information about x in z. Minimising the MSE raises the bound."))
+
+
+# --------------------------------------------------------------------------- C8
+
+def _judge_c8(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    runs = f.runs
+    lin = runs[(runs["model"] == "linear")] if "model" in runs.columns else runs.iloc[0:0]
+    lin = lin[num(lin, "ppca_sigma2_ml").notna()] if "ppca_sigma2_ml" in lin.columns else lin.iloc[0:0]
+    frame = pd.DataFrame({"run": lin["run"], "sigma2_learned": num(lin, "ppca_sigma2_learned"),
+                          "sigma2_ml": num(lin, "ppca_sigma2_ml"), "exact_log_px": num(lin, "ppca_exact_log_px"),
+                          "elbo": num(lin, "ppca_elbo")}).reset_index(drop=True)
+    frame["relative_error"] = (frame["sigma2_learned"] / frame["sigma2_ml"] - 1).abs()
+    frame["gap"] = frame["exact_log_px"] - frame["elbo"]
+    ok = [bool(r.relative_error < tol["ratio"] and abs(r.gap) < tol["gap"]) for r in frame.itertuples()]
+    numbers = [f"{r.run}: σ²_learned = {fmt(r.sigma2_learned)}, σ²_ML = {fmt(r.sigma2_ml)} (relative error "
+               f"{fmt(r.relative_error, 3)}); exact log p(x) − ELBO = {fmt(r.gap, 3)} nats per point"
+               for r in frame.itertuples()]
+    return Judgement(verdict_of(ok, "no linear-model run with a ppca block in eval.json"), numbers,
+                     [("pPCA check", frame)])
+
+
+register_claim(Claim(
+    "C8", "Linear VAE = probabilistic PCA",
+    "With a linear decoder and learned σ the optimum is Tipping & Bishop's: σ²_ML = mean of the discarded "
+    "eigenvalues of the data covariance, and the ELBO is tight.",
+    {"ratio": 0.15, "gap": 1},
+    "|σ²_learned/σ²_ML − 1| < {ratio} and |log p(x) − ELBO| < {gap} nat per point",
+    _judge_c8,
+    "A VAE with a linear decoder and a learned σ recovers probabilistic PCA: its noise variance is the "
+    "mean of the discarded eigenvalues, and the ELBO is (nearly) the exact marginal likelihood."))
