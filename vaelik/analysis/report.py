@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from vaelik.atomic import atomic_write_bytes
 
 from . import arviz_io, figures
-from ._common import HELD, NOT_HELD, NOT_MEASURED, family, fmt, not_measured, num
+from ._common import HELD, NOT_HELD, NOT_MEASURED, family_of, fmt, not_measured, num
 from .compare import c6_check, c6_frame, comparison_table, format_mean_sd, heldout_ranking
 from .identity import identity_table, pointwise_frame
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
@@ -144,9 +144,9 @@ def _round_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _c1(ident: pd.DataFrame, points: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C1"]
-    rows = ident[(ident["likelihood"].map(family) == "normal") & ident["scale_mode"].isin(["fixed", "learned", "optimal"])]
+    rows = ident[(family_of(ident) == "normal") & ident["scale_mode"].isin(["fixed", "learned", "optimal"])]
     ok = [bool(r.slope_rel_error < 0.01 and r.r2 > 0.999) for r in rows.itertuples()]
-    others = ident[(ident["likelihood"].map(family) == "normal") & ~ident.index.isin(rows.index)]
+    others = ident[(family_of(ident) == "normal") & ~ident.index.isin(rows.index)]
     numbers = [f"{r.run}: fitted slope {fmt(r.slope, 8)} vs theory {fmt(r.slope_theory, 8)} "
                f"(relative error {fmt(r.slope_rel_error, 2)}), intercept {fmt(r.intercept, 6)} vs "
                f"{fmt(r.intercept_theory, 6)}, R² = {fmt(r.r2, 8)}" for r in rows.itertuples()]
@@ -166,12 +166,12 @@ def _c1(ident: pd.DataFrame, points: pd.DataFrame) -> Section:
 
 def _c2(sig: pd.DataFrame, over: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C2"]
-    normal = sig[sig["likelihood"].map(family) == "normal"]
+    normal = sig[family_of(sig) == "normal"]
     learned = normal[normal["scale_mode"] == "learned"]
-    ok = [bool(abs(r - 1) < 0.1) for r in learned["sigma2_over_mse"]]
-    numbers = [f"{r.run}: σ = {fmt(r.sigma)}, √MSE = {fmt(r.rmse)}, σ²/MSE = {fmt(r.sigma2_over_mse)}, "
+    ok = [bool(abs(r - 1) < 0.1) for r in learned["ratio"]]
+    numbers = [f"{r.run}: σ = {fmt(r.sigma)}, √MSE = {fmt(r.rmse)}, σ²/MSE = {fmt(r.ratio)}, "
                f"scales at the lower bound: {fmt(r.scales_at_bound)}" for r in learned.itertuples()]
-    numbers += [f"{r.run} ({r.scale_mode}, not judged): σ²/MSE = {fmt(r.sigma2_over_mse)}"
+    numbers += [f"{r.run} ({r.scale_mode}, not judged): σ²/MSE = {fmt(r.ratio)}"
                 for r in normal[normal["scale_mode"].isin(["optimal", "bayesian"])].itertuples()]
     reading = (
         "A learned σ is not a free knob: for a given decoder it settles where σ² equals the mean squared "
@@ -180,14 +180,14 @@ def _c2(sig: pd.DataFrame, over: pd.DataFrame) -> Section:
         "'optimal' sets σ² = MSE by construction and 'bayesian' has a prior pulling σ, so neither is judged."
     )
     return Section("C2", title, _verdict(ok, "no learned-σ Normal run"), TOLERANCES["C2"], statement, numbers,
-                   reading, [("Scales of Normal and Laplace runs", sig)],
+                   reading, [("Scales of the runs whose family has one", sig)],
                    [("c2-sigma-epochs", "learned scale against √MSE (MAE for Laplace) per epoch",
                      figures.plot_sigma_over_epochs(over))])
 
 
 def _c3(per_dim: pd.DataFrame, summary: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C3"]
-    judged = summary[(summary["scale_mode"] == "per_dim") & (summary["likelihood"].map(family) == "normal")]
+    judged = summary[(summary["scale_mode"] == "per_dim") & (family_of(summary) == "normal")]
     ok = [bool(abs(r.median_ratio - 1) < 0.1 and r.correlation > 0.9) for r in judged.itertuples()]
     numbers = [f"{r.run} ({r.scale_mode}): median σ_j²/MSE_j = {fmt(r.median_ratio)}, r(σ_j, RMSE_j) = "
                f"{fmt(r.correlation)}, {r.n_at_bound} of {r.n_dims} scales at the lower bound"
@@ -205,11 +205,11 @@ def _c3(per_dim: pd.DataFrame, summary: pd.DataFrame) -> Section:
 
 def _c4(sig: pd.DataFrame, ident: pd.DataFrame, points: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C4"]
-    lap = sig[(sig["likelihood"].map(family) == "laplace") & (sig["scale_mode"] == "learned")]
-    lines = ident[(ident["likelihood"].map(family) == "laplace") & ident["scale_mode"].isin(["fixed", "learned", "optimal"])]
-    ok = [bool(abs(r - 1) < 0.1) for r in lap["b_over_mae"]]
+    lap = sig[(family_of(sig) == "laplace") & (sig["scale_mode"] == "learned")]
+    lines = ident[(family_of(ident) == "laplace") & ident["scale_mode"].isin(["fixed", "learned", "optimal"])]
+    ok = [bool(abs(r - 1) < 0.1) for r in lap["ratio"]]
     ok += [bool(r.slope_rel_error < 0.01 and r.r2 > 0.999) for r in lines.itertuples()]
-    numbers = [f"{r.run}: b = {fmt(r.sigma)}, MAE = {fmt(r.mae)}, b/MAE = {fmt(r.b_over_mae)}" for r in lap.itertuples()]
+    numbers = [f"{r.run}: b = {fmt(r.sigma)}, MAE = {fmt(r.mae)}, b/MAE = {fmt(r.ratio)}" for r in lap.itertuples()]
     numbers += [f"{r.run}: fitted slope {fmt(r.slope, 8)} vs −1/b = {fmt(r.slope_theory, 8)}, intercept "
                 f"{fmt(r.intercept, 6)} vs −d·log(2b) = {fmt(r.intercept_theory, 6)}, R² = {fmt(r.r2, 8)}"
                 for r in lines.itertuples()]
@@ -222,9 +222,9 @@ def _c4(sig: pd.DataFrame, ident: pd.DataFrame, points: pd.DataFrame) -> Section
 
 def _c5(ident: pd.DataFrame, runs: pd.DataFrame, points: pd.DataFrame) -> Section:
     title, statement = CLAIMS["C5"]
-    fam = ident["likelihood"].map(family)
+    fam = family_of(ident)
     bern = ident[fam == "bernoulli"]
-    cb = ident[fam == "continuous_bernoulli"]
+    cb = ident[fam == "cbernoulli"]
     ok = [bool(abs(r.slope + 1) < 0.01 and abs(r.intercept) < 0.01 and r.r2 > 0.999) for r in bern.itertuples()]
     numbers = [f"{r.run}: fitted slope {fmt(r.slope, 10)}, intercept {fmt(r.intercept, 4)} nats, R² = {fmt(r.r2, 10)}"
                for r in bern.itertuples()]

@@ -1,0 +1,1 @@
+"""The run directory: what inference writes and analysis reads (torch-free)."""
