@@ -40,7 +40,7 @@ from vaelik.models import (
     mse_loss,
 )
 from vaelik.models.distributions import GlobalScaleLaplace, GlobalScaleNormal
-from vaelik.models.likelihoods import GLOBAL_SCALE_MODES, likelihood_options
+from vaelik.models.likelihoods import likelihood_options
 
 B, D = 7, 5
 LOG_2PI = math.log(2 * math.pi)
@@ -599,6 +599,12 @@ def test_student_t_run_directory_reaches_the_analysis(student_t_module, tmp_path
     assert ident["loss_sum_label"].startswith("SSE") and "BCE" not in ident["loss_sum_label"]
     assert math.isnan(ident["slope_theory"]) and "not a line in the SSE" in ident["reason"]
     assert set(pointwise_frame(runs)["loss_sum_label"]) == {ident["loss_sum_label"]}
+    # and the report lists it in its table of scales
+    from vaelik.analysis.report import write_report
+
+    report = write_report(tmp_path, tmp_path / "report.html", tmp_path / "report.md")
+    scale_lines = [line for line in report.markdown.read_text().splitlines() if "student-t-df4" in line]
+    assert any("| σ |" in line for line in scale_lines)
 
 
 def test_student_t_fits_with_default_init_scale(student_t_module):

@@ -89,8 +89,9 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
     _labels(out, facts)
     out["sigma"] = num(done, "scale_value")
     loss = _loss(done, facts)
-    out["target"] = [facts[i].target(loss[i]) for i in done.index]
-    out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in done.index]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero loss gives inf, not a warning
+        out["target"] = [facts[i].target(loss[i]) for i in done.index]
+        out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in done.index]
     out["mse"] = num(done, "mse")
     out["rmse"] = np.sqrt(out["mse"])
     out["mae"] = num(done, "mae")
@@ -132,8 +133,9 @@ def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
     out["rmse"] = np.sqrt(num(keep, "mse"))
     out["mae"] = num(keep, "mae")
     loss = _loss(keep, facts)
-    out["target"] = [facts[i].target(loss[i]) for i in keep.index]
-    out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in keep.index]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["target"] = [facts[i].target(loss[i]) for i in keep.index]
+        out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in keep.index]
     return out[cols].sort_values(["run", "split", "epoch"]).reset_index(drop=True)
 
 

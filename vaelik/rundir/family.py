@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FamilyFacts", "LossLabels", "LOSS_LABELS", "power_label", "root_label"]
+__all__ = ["LOSS_LABELS", "FamilyFacts", "LossLabels", "power_label", "root_label"]
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,10 @@ class FamilyFacts:
         """
         if self.scale_power is None:
             return math.nan
-        return scale**self.scale_power / loss
+        try:
+            return scale**self.scale_power / loss
+        except ZeroDivisionError:  # plain Python numbers; numpy and pandas give inf
+            return math.inf
 
     def target(self, loss: Any) -> float:
         r"""What the scale converges to, :math:`\mathrm{loss}^{1/p}` (√MSE, MAE); NaN if none."""

@@ -26,7 +26,7 @@ from vaelik.models.likelihoods.losses import LOSSES
 from vaelik.rundir.family import LOSS_LABELS, FamilyFacts, LossLabels, power_label, root_label
 from vaelik.validate import check_positive
 
-__all__ = ["Likelihood", "LocationScaleLikelihood", "SCALE_MODES", "GLOBAL_SCALE_MODES", "REGISTRY"]
+__all__ = ["GLOBAL_SCALE_MODES", "REGISTRY", "SCALE_MODES", "Likelihood", "LocationScaleLikelihood"]
 
 #: Scale modes of location-scale families (a positive number means "fixed").
 SCALE_MODES = ("learned", "per_dim", "predicted", "optimal", "bayesian")

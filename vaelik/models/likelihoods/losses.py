@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["mse_loss", "mae_loss", "bce_loss", "LOSSES", "EPS"]
+__all__ = ["EPS", "LOSSES", "bce_loss", "mae_loss", "mse_loss"]
 
 #: probabilities are clamped to [EPS, 1 - EPS] before a BCE of a non-logit mean
 EPS = 1e-6
