@@ -2,7 +2,9 @@ r"""Likelihood families against their closed forms (DESIGN C1-C5).
 
 One table of :class:`Case` rows (family, scale mode, closed form of
 :math:`-\log p(x \mid z)` written with the family's equivalent loss) drives the
-log-likelihood tests, as Pyro's ``tests/distributions/conftest.py`` does.
+log-likelihood tests and the tests of the facts each family states (its line of
+recon against the summed loss, the target of its scale), as Pyro's
+``tests/distributions/conftest.py`` does.
 Computations are in float64 so that 1e-5 compares formulas, not rounding.
 """
 
@@ -227,9 +229,14 @@ def test_continuous_bernoulli_states_no_line_because_it_has_none():
     assert float(gap.std()) > 0.1
 
 
-@pytest.mark.parametrize("family", ["normal", "laplace"])
+@pytest.mark.parametrize("family", sorted({case.family for case in CASES}))
 def test_stated_ratio_target_is_the_ml_scale(family):
     """The scale the facts say is reached (loss^(1/p), ratio s^p/loss = 1) is the ML scale."""
+    cls = likelihood_class(family)
+    if cls.scale_power is None:  # states no target: no ratio, no label
+        facts = get_likelihood(family).facts(d=D, scale=1.0, loss=1.0)
+        assert facts.scale_ratio is None and facts.ratio_label is None and facts.target_label is None
+        return
     lik = get_likelihood(family, scale="learned")
     gen = torch.Generator().manual_seed(9)
     x = torch.randn(300, D, generator=gen, dtype=torch.float64)
