@@ -1,9 +1,13 @@
-r"""A user-defined likelihood, outside the package: Student-t observations.
+r"""A user-defined likelihood in one file, outside the package: Student-t observations.
 
-Importing this file registers the family under the name ``"student-t"``; from
-then on, in the same process, ``get_likelihood("student-t", scale="learned")``
-and ``TrainConfig(likelihood="student-t", ...)`` accept it like a built-in one.
-See ``docs/extending.md``.
+The class states its facts (loss, scale symbol, no reconstruction line) and its
+option ``df``; nothing inside ``vaelik`` names it. Use it by its ``module:Class``
+name from the repository root, with its option::
+
+    vaelik train --likelihood examples.student_t:StudentT --lik-opt df=4 --scale learned
+
+or, once imported (or published as a ``vaelik.likelihoods`` entry point), by its
+``name`` ``"student-t"``. See ``docs/extending.md``.
 
 .. math::
     \log p(x \mid z) = \sum_j \log \mathrm{St}(x_j;\ \nu, \hat x_j, \sigma)
@@ -37,7 +41,12 @@ class StudentT(LocationScaleLikelihood):
     """
 
     name = "student-t"
-    loss_name = "mse"
+    label = "Student-t"
+    loss_name = "mse"  # reported loss: squared error; summed over d it is the SSE
+    scale_symbol = "σ"
+    scale_power = None  # a learned σ has no closed-form target (it is not √MSE)
+    options = ("df",)
+    line_reason = "log p sums log(1 + (x - x̂)²/(ν σ²)) per element: not a line in the SSE"
     point_estimate = "loc"
 
     def __init__(self, scale="learned", *, df: float = 3.0, **kwargs) -> None:
@@ -46,9 +55,6 @@ class StudentT(LocationScaleLikelihood):
 
     def base(self, loc, scale):
         return dist.StudentT(loc.new_tensor(self.df), loc, scale)
-
-    def describe(self):
-        return {**super().describe(), "df": self.df}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@ r"""Likelihood families against their closed forms (DESIGN C1-C5).
 
 One table of :class:`Case` rows (family, scale mode, closed form of
 :math:`-\log p(x \mid z)` written with the family's equivalent loss) drives the
-log-likelihood tests, as Pyro's ``tests/distributions/conftest.py`` does.
+log-likelihood tests and the tests of the facts each family states (its line of
+recon against the summed loss, the target of its scale), as Pyro's
+``tests/distributions/conftest.py`` does.
 Computations are in float64 so that 1e-5 compares formulas, not rounding.
 """
 
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
+from vaelik.errors import InputError
 from vaelik.models import (
     Bernoulli,
     ContinuousBernoulli,
@@ -33,11 +36,13 @@ from vaelik.models import (
     Normal,
     bce_loss,
     get_likelihood,
+    likelihood_class,
     likelihood_names,
     mae_loss,
     mse_loss,
 )
 from vaelik.models.distributions import GlobalScaleLaplace, GlobalScaleNormal
+from vaelik.models.likelihoods import likelihood_options
 
 B, D = 7, 5
 LOG_2PI = math.log(2 * math.pi)
@@ -181,6 +186,182 @@ def test_loss_is_the_named_loss(case):
     gen = torch.Generator().manual_seed(1)
     x, p = torch.rand(B, D, generator=gen), torch.rand(B, D, generator=gen) * 0.98 + 0.01
     assert_close(lik.loss(x, p), case.loss(x, p), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------------
+# The facts each family states (what fitting writes to eval.json and the analysis reads),
+# checked against the distribution itself, for every row of the table.
+
+
+def _global_scale(lik, obs, s):
+    """The one scale of a fixed / learned / optimal observation (None for no scale)."""
+    if lik.scale_mode == "optimal":
+        return float(obs.base_dist.scale.reshape(-1)[0])
+    return None if s is None else float(s.detach().reshape(-1)[0])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_stated_line_is_the_log_density(case):
+    """recon = intercept + slope · Σ_j loss(x_j, E[x_j|z]) where a family states a line."""
+    lik = get_likelihood(case.family, scale=case.scale)
+    for seed in range(3):
+        pyro.clear_param_store()
+        x, out, s = make_inputs(case, lik, seed)
+        obs = lik.observation(out, s, x)
+        loss_sum = lik.loss(x, obs.mean).sum(-1)
+        facts = lik.facts(d=D, scale=_global_scale(lik, obs, s))
+        if lik.scale_mode in ("per_dim", "predicted", "bayesian") or not facts.affine:
+            assert facts.line_slope is None and facts.line_intercept is None and facts.line_reason
+            continue
+        assert facts.line_reason == ""
+        stated = facts.line_intercept + facts.line_slope * loss_sum
+        assert_close(obs.log_prob(x), stated, rtol=1e-10, atol=1e-10)
+
+
+def test_continuous_bernoulli_states_no_line_because_it_has_none():
+    lik = ContinuousBernoulli()
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(50, D, generator=gen, dtype=torch.float64)
+    obs = lik.observation(torch.randn(50, D, generator=gen, dtype=torch.float64), None, x)
+    assert lik.facts(d=D).affine is False and "log C" in lik.facts(d=D).line_reason
+    # the gap between log p and -BCE (the log-normaliser) is not one constant
+    gap = obs.log_prob(x) + lik.loss(x, obs.base_dist.probs).sum(-1)
+    assert float(gap.std()) > 0.1
+
+
+@pytest.mark.parametrize("family", sorted({case.family for case in CASES}))
+def test_stated_ratio_target_is_the_ml_scale(family):
+    """The scale the facts say is reached (loss^(1/p), ratio s^p/loss = 1) is the ML scale."""
+    cls = likelihood_class(family)
+    if cls.scale_power is None:  # states no target: no ratio, no label
+        facts = get_likelihood(family).facts(d=D, scale=1.0, loss=1.0)
+        assert facts.scale_ratio is None and facts.ratio_label is None and facts.target_label is None
+        return
+    lik = get_likelihood(family, scale="learned")
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(300, D, generator=gen, dtype=torch.float64)
+    x_hat = torch.randn(300, D, generator=gen, dtype=torch.float64)
+    loss = float(lik.loss(x, x_hat).mean())
+    facts = lik.facts(d=D, scale=1.0, loss=loss)
+    stated = facts.target(loss)
+    assert_close(torch.tensor(stated, dtype=torch.float64), lik.optimal_scale(x, x_hat).reshape(()),
+                 rtol=1e-12, atol=0)
+    assert facts.ratio(stated, loss) == pytest.approx(1.0, rel=1e-12)
+    assert lik.facts(d=D, scale=stated, loss=loss).scale_ratio == pytest.approx(1.0, rel=1e-12)
+    target = torch.tensor(stated, dtype=torch.float64, requires_grad=True)
+    # a stationary point of the log-likelihood in the scale, and a maximum
+    logp = lik.base(x_hat, target).to_event(1).log_prob(x).sum()
+    (grad,) = torch.autograd.grad(logp, target)
+    logp = logp.detach()
+    assert abs(float(grad)) < 1e-8 * abs(float(logp))
+    for factor in (0.98, 1.02):
+        assert lik.base(x_hat, target.detach() * factor).to_event(1).log_prob(x).sum() < logp
+
+
+def test_facts_labels_and_symbols():
+    normal = get_likelihood("normal", scale=0.5).facts(d=3, scale=0.5, loss=0.25)
+    assert (normal.scale_symbol, normal.target_label, normal.ratio_label) == ("σ", "√MSE", "σ²/MSE")
+    assert normal.loss_sum_column == "sse" and normal.loss_sum_label.startswith("SSE")
+    assert normal.scale_ratio == pytest.approx(1.0)
+    laplace = get_likelihood("laplace").facts()
+    assert (laplace.scale_symbol, laplace.target_label, laplace.ratio_label) == ("b", "MAE", "b/MAE")
+    assert laplace.loss_sum_label.startswith("SAE")
+    for family in ("bernoulli", "cbernoulli"):
+        facts = get_likelihood(family).facts(d=3)
+        assert facts.scale_symbol is None and facts.ratio_label is None and facts.loss_sum_column == "bce_sum"
+    # JSON round trip, as eval.json stores it
+    import json
+
+    from vaelik.rundir.family import FamilyFacts
+
+    assert FamilyFacts.from_dict(json.loads(json.dumps(normal.to_dict()))) == normal
+
+
+def test_analysis_fixtures_state_the_classes_facts():
+    """The torch-free fixtures of tests/analysis write what the classes state."""
+    sys.path.insert(0, str(Path(__file__).parent / "analysis"))
+    try:
+        from analysis_fixtures import FAMILY_FACTS
+    finally:
+        sys.path.pop(0)
+    run_keys = ("line_slope", "line_intercept", "scale_ratio", "line_reason")
+    for key, stated in FAMILY_FACTS.items():
+        facts = get_likelihood(stated.name).facts(d=4, scale=0.3)
+        mine, theirs = facts.to_dict(), stated.to_dict()
+        assert {k: v for k, v in mine.items() if k not in run_keys} == \
+            {k: v for k, v in theirs.items() if k not in run_keys}, key
+        if not facts.affine:
+            assert mine["line_reason"] == theirs["line_reason"]
+
+
+# ----------------------------------------------------------------------------------------
+# Finding a family: registered name, module:Class, entry point; its options.
+
+
+def test_unknown_option_lists_the_accepted_ones():
+    with pytest.raises(InputError, match=r"likelihood 'normal' has no option 'df'; it accepts: "
+                                         r"init_scale, min_scale, prior_log_sd, prior_median, scale"):
+        get_likelihood("normal", df=4)
+    with pytest.raises(InputError, match="has no option 'init_scale'; it accepts: no options"):
+        get_likelihood("bernoulli", init_scale=0.3)
+    assert likelihood_options(Bernoulli) == []
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no_such_module_xyz:StudentT", "cannot import module 'no_such_module_xyz'"),
+    ("examples.student_t:Nope", "has no 'Nope'; its likelihood classes: StudentT"),
+    ("examples/none.py:StudentT", "no file 'examples/none.py'"),
+    ("vaelik.models:get_likelihood", "not a subclass of vaelik.models.Likelihood"),
+    ("examples.student_t:", "write a class as module:Class"),
+])
+def test_bad_module_class_name_is_one_line(name, message, monkeypatch):
+    monkeypatch.chdir(EXAMPLES.parent)
+    with pytest.raises(InputError, match=re.escape(message)) as info:
+        likelihood_class(name)
+    assert str(info.value).startswith(f"unknown likelihood {name!r}") and "\n" not in str(info.value)
+
+
+def test_module_class_name_from_the_working_directory_and_a_file(monkeypatch):
+    monkeypatch.chdir(EXAMPLES.parent)
+    dotted = get_likelihood("examples.student_t:StudentT", scale="learned", df=4)
+    by_file = get_likelihood(str(EXAMPLES / "student_t.py") + ":StudentT", df="5")
+    assert type(dotted).__name__ == type(by_file).__name__ == "StudentT"
+    assert dotted.df == 4.0 and by_file.df == 5.0
+    assert dotted.facts().options == {"df": 4.0}
+    with pytest.raises(InputError, match="has no option 'nu'; it accepts: df, init_scale"):
+        get_likelihood("examples.student_t:StudentT", nu=4)
+
+
+def _entry_point_dist(root: Path) -> None:
+    """An installed distribution (a .dist-info on sys.path) with a vaelik.likelihoods entry point."""
+    (root / "vaelik_ep_family.py").write_text((EXAMPLES / "student_t.py").read_text())
+    info = root / "vaelik_ep_family-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vaelik-ep-family\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[vaelik.likelihoods]\nep-student-t = vaelik_ep_family:StudentT\n")
+
+
+def test_entry_point_family_is_found(tmp_path, monkeypatch):
+    _entry_point_dist(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "ep-student-t" in likelihood_names()
+    lik = get_likelihood("ep-student-t", df=6)
+    assert type(lik).__name__ == "StudentT" and lik.df == 6.0
+
+
+def test_spawned_process_finds_user_families_without_importing_them(tmp_path):
+    """What a sweep worker or Ray task does: resolve the stored name in a fresh interpreter."""
+    import os
+    import subprocess
+
+    _entry_point_dist(tmp_path)
+    code = ("from vaelik.models import get_likelihood as g;"
+            "print(g('examples.student_t:StudentT', df=4).df, g('ep-student-t', df=7).df)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES.parent), str(tmp_path)])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=EXAMPLES.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4.0", "7.0"]
 
 
 def test_losses_written_out():
@@ -389,6 +570,48 @@ def test_student_t_fits_digits_end_to_end(student_t_module):
     expected = scipy.stats.t.logpdf(x.double().numpy(), lik.df, loc=out.double().numpy(),
                                     scale=float(s)).sum(-1)
     assert_close(logp.double(), torch.from_numpy(expected), rtol=1e-5, atol=1e-4)
+
+
+def test_student_t_run_directory_reaches_the_analysis(student_t_module, tmp_path, monkeypatch):
+    """A user family's run shows in the scale table and the identity table with its own labels.
+
+    Nothing inside vaelik names the Student-t: the labels come from the facts it states.
+    """
+    import dataclasses
+
+    from vaelik.analysis import identity_table, load_runs, pointwise_frame, sigma_table
+    from vaelik.inference import TrainConfig, fit
+
+    settings = dict(data="digits", likelihood="student-t", scale="learned", init_scale=0.3,
+                    epochs=2, hidden_dim=32, elbo="jit-meanfield", iwae_samples=4)
+    if "likelihood_options" in {f.name for f in dataclasses.fields(TrainConfig)}:
+        settings["likelihood_options"] = {"df": 4}
+    else:  # until the config carries family options: hand df to get_likelihood
+        plain = TrainConfig.likelihood_kwargs
+        monkeypatch.setattr(TrainConfig, "likelihood_kwargs", lambda self: {**plain(self), "df": 4})
+    result = fit(TrainConfig(**settings), out=tmp_path / "student-t-df4", progress=False)
+    assert result.model.likelihood.df == 4.0
+    family = result.evaluation["family"]
+    assert family["name"] == "student-t" and family["options"] == {"df": 4.0}
+    assert family["scale_symbol"] == "σ" and family["loss_sum_column"] == "sse"
+    assert family["affine"] is False and family["line_slope"] is None
+
+    runs = load_runs(tmp_path).runs
+    scales = sigma_table(runs)
+    assert list(scales["run"]) == ["student-t-df4"]
+    row = scales.iloc[0]
+    assert row["symbol"] == "σ" and row["sigma"] == pytest.approx(result.evaluation["scale"])
+    assert math.isnan(row["ratio"])  # the family states no target for its scale
+    ident = identity_table(runs).iloc[0]
+    assert ident["loss_sum_label"].startswith("SSE") and "BCE" not in ident["loss_sum_label"]
+    assert math.isnan(ident["slope_theory"]) and "not a line in the SSE" in ident["reason"]
+    assert set(pointwise_frame(runs)["loss_sum_label"]) == {ident["loss_sum_label"]}
+    # and the report lists it in its table of scales
+    from vaelik.analysis.report import write_report
+
+    report = write_report(tmp_path, tmp_path / "report.html", tmp_path / "report.md")
+    scale_lines = [line for line in report.markdown.read_text().splitlines() if "student-t-df4" in line]
+    assert any("| σ |" in line for line in scale_lines)
 
 
 def test_student_t_fits_with_default_init_scale(student_t_module):

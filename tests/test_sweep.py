@@ -164,7 +164,7 @@ def test_jobs_2_failing_config_recorded_and_rerun_skips_completed(tmp_path, caps
     assert (table.loc[bad, "status"] == "failed").all()
     assert table.loc[bad, "reason"].str.contains("latent-dim must be an integer").all()
     assert table.loc[ok, "mse"].notna().all() and table.loc[ok, "seconds"].notna().all()
-    assert table.loc["learned-z2-s0", "sigma2_over_mse"] > 0
+    assert table.loc["learned-z2-s0", "scale_ratio"] > 0
     for name in ok:
         assert read_status(out / name) == "completed"
         assert json.loads((out / name / "config.json").read_text())["name"] == name

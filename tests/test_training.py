@@ -96,7 +96,8 @@ def test_learned_sigma_recovers_ppca_noise():
     ev = result.evaluation
     true_sigma = result.data.info()["params"]["sigma"]
     assert ev["scale"] == pytest.approx(true_sigma, rel=0.15)
-    assert ev["sigma2_over_mse"] == pytest.approx(1.0, rel=0.15)  # C2 after training
+    assert ev["scale_ratio"] == pytest.approx(1.0, rel=0.15)  # C2 after training: σ²/MSE
+    assert ev["family"]["ratio_label"] == "σ²/MSE"
     # C8: Tipping & Bishop's σ_ML from the eigenvalues of the training covariance
     assert math.sqrt(ev["ppca"]["sigma2_learned"]) == pytest.approx(
         math.sqrt(ev["ppca"]["sigma2_ml"]), rel=0.1)
@@ -109,4 +110,5 @@ def test_learned_b_recovers_laplace_noise():
     ev = result.evaluation
     true_b = result.data.info()["params"]["b"]
     assert ev["scale"] == pytest.approx(true_b, rel=0.15)
-    assert ev["b_over_mae"] == pytest.approx(1.0, rel=0.1)  # C4 after training
+    assert ev["scale_ratio"] == pytest.approx(1.0, rel=0.1)  # C4 after training: b/MAE
+    assert ev["family"]["ratio_label"] == "b/MAE"

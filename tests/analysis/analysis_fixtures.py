@@ -35,6 +35,7 @@ from vaelik.rundir import (
     write_status,
 )
 from vaelik.rundir.posterior import build_run_data, save_run_data
+from vaelik.rundir.family import FamilyFacts
 
 D = 16
 IMAGE_SHAPE = (4, 4)
@@ -48,6 +49,39 @@ FIXED_SIGMAS = (0.05, 0.1, 0.3, 1.0)
 FIXED_MSE = {0.05: 0.004, 0.1: 0.006, 0.3: 0.015, 1.0: 0.05}  # increases with σ
 FIXED_KL = {0.05: 30.0, 0.1: 22.0, 0.3: 9.0, 1.0: 1.5}  # decreases with σ
 FIXED_AU = {0.05: 8, 0.1: 8, 0.3: 5, 1.0: 1}
+
+
+#: The facts the built-in likelihood classes state (tests/test_likelihoods.py checks that
+#: they are the classes' own), keyed by the likelihood name a fixture run uses.
+FAMILY_FACTS = {
+    "normal": FamilyFacts("normal", "Normal", "mse", "MSE", "sse", "SSE Σ(x−x̂)²", "σ", 2.0, "√MSE",
+                          "σ²/MSE", True),
+    "laplace": FamilyFacts("laplace", "Laplace", "mae", "MAE", "sae", "SAE Σ|x−x̂|", "b", 1.0, "MAE",
+                           "b/MAE", True),
+    "bernoulli": FamilyFacts("bernoulli", "Bernoulli", "bce", "BCE", "bce_sum",
+                             "summed BCE −Σ[x log p + (1−x) log(1−p)]", affine=True),
+    "continuous_bernoulli": FamilyFacts(
+        "cbernoulli", "continuous Bernoulli", "bce", "BCE", "bce_sum",
+        "summed BCE −Σ[x log p + (1−x) log(1−p)]", affine=False,
+        line_reason="log p = -BCE + sum_j log C(lambda_j): the log-normaliser varies with lambda, "
+                    "so recon is not a line in the summed BCE (R^2 < 1)"),
+}
+
+_NOT_GLOBAL = {"per_dim": "one scale per dimension", "predicted": "a scale predicted per point and dimension",
+               "bayesian": "a scale that varies across posterior draws"}
+
+
+def _run_facts(likelihood: str, scale_mode: str, scale_value, loss_value, slope, intercept) -> dict:
+    """eval.json ``family``: the static facts with this run's line and ratio, as fitting writes them."""
+    facts = FAMILY_FACTS[likelihood]
+    ratio = facts.ratio(scale_value, loss_value) if facts.has_scale and scale_value else None
+    if not facts.affine:
+        line = {}
+    elif facts.has_scale and scale_mode in _NOT_GLOBAL:
+        line = {"line_reason": f"{_NOT_GLOBAL[scale_mode]}: recon is not a function of the summed loss alone"}
+    else:
+        line = {"line_slope": slope, "line_intercept": intercept}
+    return facts.with_run(scale_ratio=ratio, **line).to_dict()
 
 
 def _config(name: str, likelihood: str, scale, model: str = "vae", seed: int = 0,
@@ -113,6 +147,7 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
         loss_mean = mae
     else:
         slope, intercept, loss_mean = -1.0, 0.0, 0.3
+    theory = (slope, intercept)  # the line the family states at this scale
     extra = None
     if pointwise == "noisy":  # not affine: per-dim scale, CB log-normaliser...
         extra = rng.normal(0.0, 2.0, size=N_TEST)
@@ -149,6 +184,8 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
     save_run_data(build_run_data(log_lik, originals[:1].repeat(N_TEST, 0), scale_draws,
                                  scale_point=point, scale_mode=scale_mode),
                   run_dir / POSTERIOR_FILE)
+    family = _run_facts(fam, scale_mode, scale_value, {"mse": mse, "mae": mae}.get(
+        FAMILY_FACTS[fam].loss, 0.3), *theory)
     evaluation: EvalRecord = {
         "elbo": float(pw["elbo"].mean()), "recon": float(pw["recon"].mean()), "kl": kl,
         "mse": mse, "mae": mae, "bce": 0.3, "mse_at_mean_z": mse * 0.9,
@@ -164,8 +201,8 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
         "min_scale": MIN_SCALE,
         "scales_at_bound": int(np.sum(np.asarray(per_dim_scale, float) <= 1.01 * MIN_SCALE))
         if scale_mode in ("per_dim", "predicted") else 0,
-        "sigma2_over_mse": (scale_value**2 / mse) if fam == "normal" and scale_value else None,
-        "b_over_mae": (scale_value / mae) if fam == "laplace" and scale_value else None,
+        "scale_ratio": family["scale_ratio"],
+        "family": family,
         "active_units": active_units, "latent_dim": 8, "data_dim": D, "n_test": N_TEST,
         "mutual_info": mutual_info, "entropy_estimate": ENTROPY,
         "entropy_method": "planted test value",

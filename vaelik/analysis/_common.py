@@ -1,38 +1,55 @@
-"""Small helpers shared by the analysis modules (family names, verdict words)."""
+"""Small helpers shared by the analysis modules (family facts of a run, verdict words)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from vaelik.rundir.family import FamilyFacts
 
 HELD = "held"
 NOT_HELD = "did not hold"
 NOT_MEASURED = "not measured in these runs"
 
-_FAMILIES = {
-    "normal": "normal",
-    "gaussian": "normal",
-    "laplace": "laplace",
-    "bernoulli": "bernoulli",
-    "continuousbernoulli": "continuous_bernoulli",
-    "cb": "continuous_bernoulli",
-    "cbernoulli": "continuous_bernoulli",
-}
-
-#: Families whose observation distribution has a scale parameter (σ or b).
-SCALED_FAMILIES = ("normal", "laplace")
+FAMILY_PREFIX = "family_"
 
 
-def family(name: object) -> str:
-    """Canonical family name: ``normal``, ``laplace``, ``bernoulli``, ``continuous_bernoulli``.
+def family_of(frame: pd.DataFrame) -> pd.Series:
+    """The family name each row's run stated (eval.json ``family.name``); NaN where none was."""
+    if "family" not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype=object)
+    return frame["family"]
 
-    Spelling variants (``Normal``, ``continuous-bernoulli``, ``cb``) map to one name;
-    an unknown family is returned lower-cased.
+
+def facts_of(row: Mapping[str, Any] | pd.Series) -> FamilyFacts | None:
+    """The :class:`~vaelik.rundir.family.FamilyFacts` a runs-table row carries, or None.
+
+    The runs table holds them as a ``family`` column (the name) and ``family_<fact>``
+    columns (:func:`vaelik.analysis.runs.family_columns`). None for a run whose
+    eval.json has no facts (written before they existed: re-run ``vaelik evaluate``).
     """
-    key = str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
-    return _FAMILIES.get(key, str(name).lower())
+    name = row.get("family")
+    if not isinstance(name, str) or not name:
+        return None
+    values: dict[str, Any] = {"name": name}
+    for key in row.keys():
+        if isinstance(key, str) and key.startswith(FAMILY_PREFIX):
+            value = row[key]
+            if not _missing(value):  # a missing fact takes its default
+                values[key[len(FAMILY_PREFIX):]] = value
+    values.pop("options", None)  # a display string in the table
+    try:
+        return FamilyFacts.from_dict(values)
+    except (TypeError, ValueError):
+        return None
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
 
 
 def not_measured(why: str) -> str:

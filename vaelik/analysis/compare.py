@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import HELD, NOT_HELD, family, not_measured, num
+from ._common import HELD, NOT_HELD, family_of, not_measured, num
 
 __all__ = [
     "COMPARE_METRICS", "comparison_table", "format_mean_sd", "c6_frame", "c6_check",
@@ -101,7 +101,7 @@ def c6_frame(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=cols)
     done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
-    normal = done[(done["likelihood"].map(family) == "normal")
+    normal = done[(family_of(done) == "normal")
                   & done["scale_mode"].isin(["fixed", "learned"])]
     if normal.empty:
         return pd.DataFrame(columns=cols)

@@ -16,8 +16,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from ._common import family
-
 __all__ = [
     "plot_sigma_over_epochs",
     "plot_identity",
@@ -50,13 +48,20 @@ def _grid(n: int, ncols: int = 4, size: float = 3.0) -> tuple[Figure, list]:
     return fig, axes
 
 
+def _one(values: pd.Series, default: str) -> str:
+    """The labels in ``values`` joined ("σ", "σ or b"); ``default`` when there are none."""
+    found = [str(v) for v in pd.unique(values.dropna())] if len(values) else []
+    return " or ".join(found) if found else default
+
+
 def plot_sigma_over_epochs(frame: pd.DataFrame) -> Figure:
-    """Learned scale against √MSE (Normal) or MAE (Laplace) over epochs, per split.
+    """Learned scale against its target (√MSE, MAE, ... as the family states) over epochs.
 
     Parameters
     ----------
     frame : pandas.DataFrame
-        :func:`vaelik.analysis.sigma.sigma_over_epochs`.
+        :func:`vaelik.analysis.sigma.sigma_over_epochs` (``symbol`` and ``target_label``
+        label the lines).
     """
     frame = frame[frame["scale_mode"].isin(["learned", "optimal", "bayesian", "per_dim", "predicted"])]
     if frame.empty:
@@ -68,15 +73,15 @@ def plot_sigma_over_epochs(frame: pd.DataFrame) -> Figure:
     for ax, split in zip(axes, splits):
         part = frame[frame["split"] == split]
         for run, g in part.groupby("run", sort=True):
-            lap = family(g["likelihood"].iloc[0]) == "laplace"
-            ax.plot(g["epoch"], g["sigma"], color=palette[run], label=f"{run}: {'b' if lap else 'σ'}")
-            ax.plot(g["epoch"], g["target"], color=palette[run], linestyle="--",
-                    label=f"{run}: {'MAE' if lap else '√MSE'}")
+            ax.plot(g["epoch"], g["sigma"], color=palette[run], label=f"{run}: {g['symbol'].iloc[0]}")
+            if g["target"].notna().any():
+                ax.plot(g["epoch"], g["target"], color=palette[run], linestyle="--",
+                        label=f"{run}: {g['target_label'].iloc[0]}")
         ax.set_title(f"{split} split")
         ax.set_xlabel("epoch")
         ax.set_ylabel("scale and its target (data units)")
     axes[-1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle("Learned scale (solid) against √MSE or MAE (dashed)")
+    fig.suptitle(f"Learned scale (solid) against {_one(frame['target_label'], 'its target')} (dashed)")
     return fig
 
 
@@ -89,8 +94,9 @@ def plot_identity(points: pd.DataFrame, identity: pd.DataFrame) -> Figure:
         ``run, loss_sum, recon`` per test example
         (:func:`vaelik.analysis.identity.pointwise_frame`).
     identity : pandas.DataFrame
-        :func:`vaelik.analysis.identity.identity_table`: the theoretical line is
-        drawn where defined, the least-squares line always.
+        :func:`vaelik.analysis.identity.identity_table`: the line the family states is
+        drawn where defined, the least-squares line always; the x axis is labelled
+        with the run's ``loss_sum_label``.
     """
     if points.empty or identity.empty:
         return empty_figure("No pointwise.csv in these runs.")
@@ -105,8 +111,8 @@ def plot_identity(points: pd.DataFrame, identity: pd.DataFrame) -> Figure:
         if xs.size and np.isfinite(row["slope"]):
             ax.plot(xs, row["intercept"] + row["slope"] * xs, color="C3", linestyle=":",
                     label=f"fit, R²={row['r2']:.4g}")
-        loss = {"normal": "SSE", "laplace": "SAE"}.get(family(row["likelihood"]), "summed BCE")
-        ax.set_xlabel(f"{loss} over d dims (data units)")
+        label = row.get("loss_sum_label")
+        ax.set_xlabel(f"{label if isinstance(label, str) and label else 'summed loss'} per test example")
         ax.set_ylabel("recon log p(x|z) (nats)")
         ax.set_title(f"{row['run']}", fontsize="small")
         ax.legend(fontsize="xx-small")
@@ -222,7 +228,7 @@ def plot_scale_heatmap(per_dim: pd.DataFrame) -> Figure:
         except (ValueError, TypeError):
             img = values[None, :]
         im = ax.imshow(img, cmap="viridis")
-        fig.colorbar(im, ax=ax, label="σ_j (data units)")
+        fig.colorbar(im, ax=ax, label=f"{_one(g['symbol'], 'scale')}_j (data units)")
         ax.set_title(f"{run} ({g['scale_mode'].iloc[0]})", fontsize="small")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -231,7 +237,7 @@ def plot_scale_heatmap(per_dim: pd.DataFrame) -> Figure:
 
 
 def plot_per_dim_scale(per_dim: pd.DataFrame) -> Figure:
-    """σ_j against the per-dimension RMSE (MAE for Laplace), with the line σ_j = RMSE_j (C3)."""
+    """Per-dimension scale against its per-dimension target (e.g. RMSE_j), with the identity line (C3)."""
     if per_dim.empty:
         return empty_figure("No per-dimension or predicted scales in these runs.")
     fig = Figure(figsize=(5.5, 4.5), layout="constrained")
@@ -239,9 +245,10 @@ def plot_per_dim_scale(per_dim: pd.DataFrame) -> Figure:
     sns.scatterplot(data=per_dim.assign(at_bound=per_dim["at_bound"].astype(bool)), x="target",
                     y="sigma", hue="run", style="at_bound", ax=ax, s=25)
     hi = float(np.nanmax(np.r_[per_dim["target"].to_numpy(float), per_dim["sigma"].to_numpy(float)]))
-    ax.plot([0, hi], [0, hi], color="k", linewidth=0.8, label="σ_j = RMSE_j")
-    ax.set_xlabel("per-dimension RMSE (MAE for Laplace), data units")
-    ax.set_ylabel("per-dimension scale σ_j (data units)")
+    symbol, target = _one(per_dim["symbol"], "scale"), _one(per_dim["target_label"], "target")
+    ax.plot([0, hi], [0, hi], color="k", linewidth=0.8, label=f"{symbol}_j = {target}_j")
+    ax.set_xlabel(f"per-dimension {target}_j (data units)")
+    ax.set_ylabel(f"per-dimension scale {symbol}_j (data units)")
     ax.legend(fontsize="x-small")
     ax.set_title("C3: per-dimension scale against per-dimension error")
     return fig

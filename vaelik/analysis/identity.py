@@ -1,23 +1,15 @@
-"""Reconstruction term against the equivalent deterministic loss (claims C1, C4, C5).
+r"""Reconstruction term against the equivalent deterministic loss (claims C1, C4, C5).
 
-Per test example, ``pointwise.csv`` holds ``recon`` (:math:`\\log p(x\\mid z)` at one z
+Per test example, ``pointwise.csv`` holds ``recon`` (:math:`\log p(x\mid z)` at one z
 sample) and ``loss_sum`` (the family's loss summed over the d dimensions at the same
-z). For a fixed scale the two are affine:
-
-* Normal (fixed / learned / optimal σ), ``loss_sum`` = SSE:
-
-  .. math:: \\log p(x\\mid z) = -\\tfrac{d}{2}\\log(2\\pi\\sigma^2) - \\frac{\\mathrm{SSE}}{2\\sigma^2}
-
-* Laplace (fixed / learned / optimal b), ``loss_sum`` = SAE:
-
-  .. math:: \\log p(x\\mid z) = -d\\log(2b) - \\frac{\\mathrm{SAE}}{b}
-
-* Bernoulli, ``loss_sum`` = summed BCE: :math:`\\log p(x\\mid z) = -\\mathrm{BCE}` exactly.
-* Continuous Bernoulli: :math:`\\log p(x\\mid z) = -\\mathrm{BCE} + \\sum_j \\log C(\\lambda_j)`;
-  the log-normaliser depends on λ, so the relation is not affine (R² < 1).
-
-Per-dimension, predicted and Bayesian scales differ across dimensions, points or
-draws, so no single line exists: their theoretical slope and intercept are NaN.
+z: the SSE of a Normal, the SAE of a Laplace, the summed BCE of a Bernoulli). A family
+whose reconstruction term is exactly affine in that sum states the line,
+:math:`\log p(x\mid z) = a + b \cdot \mathrm{loss\_sum}`, as a method of the data
+dimension and the scale; fitting evaluates it at the run's scale and stores slope
+and intercept with the family's facts (``eval.json`` ``family``), or the reason why
+there is none (per-dimension, predicted and Bayesian scales; the continuous
+Bernoulli's log-normaliser). This module fits the line and compares it with the
+stored one: it holds no formula of any family.
 """
 
 from __future__ import annotations
@@ -27,12 +19,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from ._common import family, num
+from vaelik.rundir.family import FamilyFacts
+
+from ._common import facts_of
 from .runs import RunFileError, load_pointwise
 
 __all__ = ["fit_line", "theoretical_line", "identity_table", "pointwise_frame"]
-
-_AFFINE_MODES = ("fixed", "learned", "optimal")
 
 
 def fit_line(loss_sum: np.ndarray, recon: np.ndarray) -> tuple[float, float, float]:
@@ -63,57 +55,34 @@ def fit_line(loss_sum: np.ndarray, recon: np.ndarray) -> tuple[float, float, flo
     return float(slope), float(intercept), float(r2)
 
 
-def theoretical_line(
-    likelihood: str, scale_mode: str, scale: float | None, d: int | None
-) -> tuple[float, float, str]:
-    """Theoretical slope and intercept of ``recon`` against ``loss_sum``.
+def theoretical_line(facts: FamilyFacts | None) -> tuple[float, float, str]:
+    """The line a run's family states, from its stored facts.
 
     Parameters
     ----------
-    likelihood : str
-        Family name.
-    scale_mode : str
-        ``fixed``, ``learned``, ``optimal``, ``per_dim``, ``predicted``, ``bayesian`` or ``none``.
-    scale : float or None
-        The global σ (Normal) or b (Laplace).
-    d : int or None
-        Data dimension.
+    facts : FamilyFacts or None
+        :func:`vaelik.analysis._common.facts_of` of a runs-table row.
 
     Returns
     -------
     slope, intercept : float
-        NaN where no single line exists.
+        NaN where the family states no line for this run.
     reason : str
-        Empty when both are defined, else why not (or, for the continuous
-        Bernoulli, why the intercept is undefined).
+        Empty when both are defined, else why not.
     """
-    fam = family(likelihood)
-    if fam == "bernoulli":
-        return -1.0, 0.0, ""
-    if fam == "continuous_bernoulli":
-        return -1.0, math.nan, (
-            "log p = -BCE + sum_j log C(lambda_j): the log-normaliser varies with lambda, "
-            "so the intercept is not a constant and R^2 < 1"
-        )
-    if fam not in ("normal", "laplace"):
-        return math.nan, math.nan, f"no closed form known for family {likelihood!r}"
-    if scale_mode not in _AFFINE_MODES:
-        what = {
-            "per_dim": "one scale per dimension",
-            "predicted": "a scale predicted per point and dimension",
-            "bayesian": "a scale that varies across posterior draws",
-        }.get(scale_mode, f"scale mode {scale_mode!r}")
-        return math.nan, math.nan, f"{what}: recon is not a function of the summed loss alone"
-    if scale is None or not (np.isfinite(scale) and scale > 0) or d is None or not np.isfinite(d):
-        return math.nan, math.nan, "scale or data dimension missing from eval.json / config.json"
-    s, dd = float(scale), float(d)
-    if fam == "normal":
-        return -1.0 / (2 * s * s), -dd / 2 * math.log(2 * math.pi * s * s), ""
-    return -1.0 / s, -dd * math.log(2 * s), ""
+    if facts is None:
+        return math.nan, math.nan, "eval.json states no family facts; re-run `vaelik evaluate` on this run"
+    if facts.line_slope is None or facts.line_intercept is None:
+        return math.nan, math.nan, facts.line_reason or "the family states no line for this run"
+    return float(facts.line_slope), float(facts.line_intercept), ""
+
+
+def _label(facts: FamilyFacts | None) -> str:
+    return facts.loss_sum_label if facts is not None and facts.loss_sum_label else "summed loss"
 
 
 def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fit and theoretical lines of ``recon`` on ``loss_sum`` for every completed run.
+    """Fit and stated lines of ``recon`` on ``loss_sum`` for every completed run.
 
     Parameters
     ----------
@@ -123,41 +92,34 @@ def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per run: ``run, likelihood, scale, scale_mode, model, data, n``,
-        ``slope, intercept, r2`` (fitted), ``slope_theory, intercept_theory``,
+        One row per run: ``run, likelihood, family, scale, scale_mode, model, data,
+        loss_sum_label`` (what ``loss_sum`` is, e.g. "SSE Σ(x−x̂)²", from the family's
+        facts), ``n``, ``slope, intercept, r2`` (fitted), ``slope_theory,
+        intercept_theory`` (the line the family states at the run's scale),
         ``slope_rel_error`` (:math:`|\\hat a / a - 1|`), ``intercept_abs_error``
-        (nats), ``reason`` (why the theory is undefined, if it is).
+        (nats), ``reason`` (why there is no stated line, if there is none).
         ``frame.attrs["problems"]`` lists runs whose ``pointwise.csv`` could not be read.
     """
-    cols = ["run", "likelihood", "scale", "scale_mode", "model", "data", "n", "slope", "intercept",
-            "r2", "slope_theory", "intercept_theory", "slope_rel_error", "intercept_abs_error",
-            "reason"]
+    cols = ["run", "likelihood", "family", "scale", "scale_mode", "model", "data", "loss_sum_label",
+            "n", "slope", "intercept", "r2", "slope_theory", "intercept_theory", "slope_rel_error",
+            "intercept_abs_error", "reason"]
     rows, problems = [], []
     if not runs.empty:
         done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
-        scale_values = num(done, "scale_value")
-        dims = num(done, "data_dim")
-        for idx, row in done.iterrows():
+        for _, row in done.iterrows():
             try:
                 pw = load_pointwise(row["path"])
             except RunFileError as exc:
                 problems.append(f"{row['run']}: {exc}")
                 continue
             slope, intercept, r2 = fit_line(pw["loss_sum"].to_numpy(), pw["recon"].to_numpy())
-            scale = scale_values[idx]
-            if not np.isfinite(scale) and row.get("scale_mode") == "fixed":
-                try:
-                    scale = float(row["scale"])
-                except (TypeError, ValueError):
-                    scale = math.nan
-            d = dims[idx]
-            s_th, i_th, reason = theoretical_line(
-                row["likelihood"], str(row.get("scale_mode")), scale, None if np.isnan(d) else int(d)
-            )
+            facts = facts_of(row)
+            s_th, i_th, reason = theoretical_line(facts)
             rows.append({
-                "run": row["run"], "likelihood": row["likelihood"], "scale": row.get("scale"),
+                "run": row["run"], "likelihood": row["likelihood"],
+                "family": facts.name if facts is not None else None, "scale": row.get("scale"),
                 "scale_mode": row.get("scale_mode"), "model": row.get("model"),
-                "data": row.get("data"), "n": int(len(pw)),
+                "data": row.get("data"), "loss_sum_label": _label(facts), "n": int(len(pw)),
                 "slope": slope, "intercept": intercept, "r2": r2,
                 "slope_theory": s_th, "intercept_theory": i_th,
                 "slope_rel_error": abs(slope / s_th - 1) if np.isfinite(s_th) and s_th else math.nan,
@@ -170,11 +132,13 @@ def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def pointwise_frame(runs: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:
-    """``run, loss_sum, recon`` of every completed run's ``pointwise.csv`` (for figures).
+    """``run, loss_sum_label, loss_sum, recon`` of every completed run's ``pointwise.csv``.
 
+    ``loss_sum_label`` says what ``loss_sum`` is for that run's family (for figures).
     Runs whose file cannot be read are left out (see :func:`identity_table` for
     the list of problems).
     """
+    cols = ["run", "loss_sum_label", "loss_sum", "recon"]
     frames = []
     if not runs.empty:
         done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
@@ -185,7 +149,8 @@ def pointwise_frame(runs: pd.DataFrame, names: list[str] | None = None) -> pd.Da
                 pw = load_pointwise(row["path"])
             except RunFileError:
                 continue
-            frames.append(pd.DataFrame({"run": row["run"], "loss_sum": pw["loss_sum"], "recon": pw["recon"]}))
+            frames.append(pd.DataFrame({"run": row["run"], "loss_sum_label": _label(facts_of(row)),
+                                        "loss_sum": pw["loss_sum"], "recon": pw["recon"]}))
     if not frames:
-        return pd.DataFrame(columns=["run", "loss_sum", "recon"])
-    return pd.concat(frames, ignore_index=True)
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]

@@ -34,8 +34,10 @@ from vaelik.rundir import (
     read_json,
     read_status,
 )
+from vaelik.rundir.family import FamilyFacts
 
 __all__ = [
+    "family_columns",
     "CONFIG_COLUMNS",
     "RunFileError",
     "Runs",
@@ -69,12 +71,13 @@ class Runs:
         ``eval.json`` ``scale`` (the numeric σ or b) becomes ``scale_value``;
         config ``elbo`` (the estimator name) becomes ``elbo_estimator``.
         The ``ppca`` block is flattened to ``ppca_sigma2_learned``,
-        ``ppca_sigma2_ml``, ``ppca_exact_log_px``, ``ppca_elbo``.
+        ``ppca_sigma2_ml``, ``ppca_exact_log_px``, ``ppca_elbo``. The ``family``
+        facts become ``family`` and ``family_<fact>`` columns (:func:`family_columns`).
     metrics : pandas.DataFrame
         One row per run x epoch x split from ``metrics.csv`` with ``run``, ``path``
         and the :data:`CONFIG_COLUMNS` joined. The measured ``scale`` column of
         ``metrics.csv`` is renamed ``scale_value`` (``scale`` is the config setting,
-        as in :attr:`runs`). Only completed runs unless
+        as in :attr:`runs`; the ``family`` columns are joined too). Only completed runs unless
         ``load_runs(..., include_incomplete=True)``.
     problems : list of str
         One line per file that could not be read, naming the run and the file.
@@ -207,9 +210,30 @@ def _eval_row(evaluation: dict) -> dict:
             continue
         row[_EVAL_RENAMES.get(key, key)] = value
     # A null number is NaN in a table; keep strings and bools as they are.
-    for key in ("scale_value", "sigma2_over_mse", "b_over_mae", "log_px", "c7_bound_own_entropy"):
+    for key in ("scale_value", "scale_ratio", "log_px", "c7_bound_own_entropy"):
         if key in row:
             row[key] = _float_or_nan(row[key])
+    return row
+
+
+def family_columns(evaluation: dict) -> dict:
+    """The family facts of ``eval.json`` (key ``family``) as columns of the runs table.
+
+    ``family`` holds the family's name and ``family_<fact>`` each other fact of
+    :class:`~vaelik.rundir.family.FamilyFacts` (``family_scale_symbol``,
+    ``family_ratio_label``, ``family_line_slope``, ...; ``family_options`` as text
+    ``"df=4"``). Empty when the run stored no facts.
+    """
+    try:
+        facts = FamilyFacts.from_dict(evaluation.get("family"))
+    except ValueError:
+        return {}
+    row: dict = {"family": facts.name}
+    for key, value in facts.to_dict().items():
+        if key == "options":
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        if key != "name":
+            row[f"family_{key}"] = value
     return row
 
 
@@ -299,10 +323,14 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
             row["data_dim"] = eval_row["data_dim"]
         eval_row.pop("data_dim", None)
         row.update({k: v for k, v in eval_row.items() if k not in row})
+        facts = family_columns(evaluation)
+        row.update(facts)
         rows.append(row)
         if metrics is not None and (row["completed"] or include_incomplete):
             for col in ("run", "path", *CONFIG_COLUMNS):
                 metrics[col] = row[col]
+            for col, value in facts.items():
+                metrics[col] = value
             metric_frames.append(metrics)
     runs = pd.DataFrame(rows)
     if runs.empty:

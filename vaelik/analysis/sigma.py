@@ -1,13 +1,15 @@
-"""Learned scales against the errors they should converge to (claims C2, C3, C4).
+r"""Learned scales against the errors they should converge to (claims C2, C3, C4).
 
-For a fixed decoder mean :math:`\\hat x`, the Gaussian log-likelihood
-:math:`\\sum_{n,j} \\log \\mathcal N(x_{nj}; \\hat x_{nj}, \\sigma^2)` is maximised at
+Each run states its family's facts (``eval.json`` ``family``): the scale symbol
+(σ, b, ...), the loss, and the power :math:`p` with which a learned global scale
+:math:`s` converges to :math:`s^p = \mathrm{loss}` for a fixed decoder mean. For a
+Normal, :math:`\sum_{n,j} \log \mathcal N(x_{nj}; \hat x_{nj}, \sigma^2)` is maximised at
 
-.. math:: \\sigma^2 = \\frac{1}{N d} \\sum_{n,j} (x_{nj} - \\hat x_{nj})^2 = \\mathrm{MSE},
+.. math:: \sigma^2 = \frac{1}{N d} \sum_{n,j} (x_{nj} - \hat x_{nj})^2 = \mathrm{MSE},
 
-so a learned global σ should end with :math:`\\sigma^2/\\mathrm{MSE} \\approx 1` (C2);
-per dimension :math:`\\sigma_j^2 = \\mathrm{mean}_n (x_{nj} - \\hat x_{nj})^2` (C3); and for
-the Laplace :math:`b = \\mathrm{MAE}` (C4).
+so :math:`\sigma^2/\mathrm{MSE} \approx 1` after training (C2); per dimension
+:math:`\sigma_j^2 = \mathrm{mean}_n (x_{nj} - \hat x_{nj})^2` (C3); for a Laplace
+:math:`b = \mathrm{MAE}` (C4). This module reads those facts: it names no family.
 """
 
 from __future__ import annotations
@@ -15,20 +17,51 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import SCALED_FAMILIES, family, num
+from ._common import FAMILY_PREFIX, facts_of, num
 from .runs import RunFileError, load_per_dim
 
 __all__ = ["sigma_table", "sigma_over_epochs", "per_dim_frame", "per_dim_summary"]
 
-_ID = ["run", "likelihood", "scale", "scale_mode", "model", "data", "seed"]
+_ID = ["run", "likelihood", "family", "scale", "scale_mode", "model", "data", "seed"]
+_LABELS = ["symbol", "target_label", "ratio_label"]
 
 
 def _ids(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: frame[c] if c in frame.columns else None for c in _ID}, index=frame.index)
 
 
+def _completed(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
+
+
+def _scaled(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Rows whose family has a scale, and the facts of each row (by index)."""
+    cols = [c for c in frame.columns if c == "family" or str(c).startswith(FAMILY_PREFIX)]
+    cache: dict = {}
+    facts = {}
+    for idx, values in zip(frame.index, frame[cols].itertuples(index=False, name=None)):
+        key = tuple(str(v) for v in values)  # one lookup per distinct set of facts
+        if key not in cache:
+            cache[key] = facts_of(dict(zip(cols, values)))
+        if cache[key] is not None and cache[key].has_scale:
+            facts[idx] = cache[key]
+    return frame.loc[list(facts)], facts
+
+
+def _loss(frame: pd.DataFrame, facts: dict) -> pd.Series:
+    """Each row's value of its family's loss column (``mse``, ``mae``, ...)."""
+    columns = {name: num(frame, name) for name in {f.loss for f in facts.values()}}
+    return pd.Series([columns[facts[i].loss][i] for i in frame.index], index=frame.index, dtype=float)
+
+
+def _labels(out: pd.DataFrame, facts: dict) -> None:
+    out["symbol"] = [facts[i].scale_symbol for i in out.index]
+    out["target_label"] = [facts[i].target_label for i in out.index]
+    out["ratio_label"] = [facts[i].ratio_label for i in out.index]
+
+
 def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """C2/C4 table: the final scale of every Normal or Laplace run against its error.
+    """C2/C4 table: the final scale of every run whose family has a scale, against its error.
 
     Parameters
     ----------
@@ -38,70 +71,76 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per scaled run: ``run, likelihood, scale, scale_mode, model, data,
-        seed``, ``sigma`` (eval.json ``scale``: σ, b, or the RMS of per-dimension
-        scales), ``mse``, ``rmse`` (:math:`\\sqrt{\\mathrm{MSE}}`), ``sigma2_over_mse``
-        (:math:`\\sigma^2/\\mathrm{MSE}`, Normal only), ``mae``, ``b_over_mae``
-        (:math:`b/\\mathrm{MAE}`, Laplace only), ``min_scale``, ``scales_at_bound``.
-        Ratios are recomputed from ``scale`` and the errors (eval.json's own
-        ``sigma2_over_mse``/``b_over_mae`` are not trusted blindly).
+        One row per run of a family with a scale symbol: ``run, likelihood, family, scale,
+        scale_mode, model, data, seed``; ``symbol`` (σ, b, ... from the family's facts),
+        ``sigma`` (eval.json ``scale``: the scale, or the RMS of per-dimension scales),
+        ``target_label`` and ``target`` (what the scale should converge to, e.g. √MSE or
+        MAE; NaN when the family states none), ``ratio_label`` and ``ratio``
+        (:math:`s^p/\\mathrm{loss}`, e.g. σ²/MSE or b/MAE, recomputed from ``scale`` and
+        the loss, not copied from eval.json), ``mse``, ``rmse``
+        (:math:`\\sqrt{\\mathrm{MSE}}`), ``mae``, ``min_scale``, ``scales_at_bound``.
     """
+    cols = [*_ID, "symbol", "sigma", "target_label", "target", "ratio_label", "ratio", "mse",
+            "rmse", "mae", "min_scale", "scales_at_bound"]
     if runs.empty:
-        return pd.DataFrame(columns=[*_ID, "sigma", "mse", "rmse", "sigma2_over_mse", "mae",
-                                     "b_over_mae", "min_scale", "scales_at_bound"])
-    done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
-    fam = done["likelihood"].map(family)
-    done = done[fam.isin(SCALED_FAMILIES)]
-    fam = fam[done.index]
+        return pd.DataFrame(columns=cols)
+    done, facts = _scaled(_completed(runs))
     out = _ids(done)
+    _labels(out, facts)
     out["sigma"] = num(done, "scale_value")
+    loss = _loss(done, facts)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero loss gives inf, not a warning
+        out["target"] = [facts[i].target(loss[i]) for i in done.index]
+        out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in done.index]
     out["mse"] = num(done, "mse")
     out["rmse"] = np.sqrt(out["mse"])
-    out["sigma2_over_mse"] = np.where(fam == "normal", out["sigma"] ** 2 / out["mse"], np.nan)
     out["mae"] = num(done, "mae")
-    out["b_over_mae"] = np.where(fam == "laplace", out["sigma"] / out["mae"], np.nan)
     out["min_scale"] = num(done, "min_scale")
     out["scales_at_bound"] = num(done, "scales_at_bound")
-    return out.reset_index(drop=True)
+    return out[cols].reset_index(drop=True)
 
 
 def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Over-training frame: scale against √MSE (or MAE) per epoch and split.
+    """Over-training frame: the scale against its target per epoch and split.
 
     Parameters
     ----------
     metrics : pandas.DataFrame
-        :attr:`vaelik.analysis.Runs.metrics`.
+        :attr:`vaelik.analysis.Runs.metrics` (with the ``family`` columns joined).
 
     Returns
     -------
     pandas.DataFrame
-        One row per run x epoch x split of scaled runs: ``run, likelihood,
-        scale, scale_mode, epoch, split``, ``sigma`` (metrics ``scale``), ``rmse``
-        (:math:`\\sqrt{\\mathrm{MSE}}`), ``mae``, ``target`` (``rmse`` for Normal,
-        ``mae`` for Laplace: what the scale should track) and ``ratio``
-        (:math:`\\sigma^2/\\mathrm{MSE}` for Normal, :math:`b/\\mathrm{MAE}` for Laplace).
-        A train ratio far below the test ratio late in training is over-fitting
-        of the scale to the training reconstructions.
+        One row per run x epoch x split of runs with a measured scale: ``run,
+        likelihood, family, scale, scale_mode, epoch, split``, ``symbol``, ``sigma``
+        (metrics ``scale``), ``rmse`` (:math:`\\sqrt{\\mathrm{MSE}}`), ``mae``,
+        ``target_label`` and ``target`` (what the scale should track, e.g. √MSE or
+        MAE), ``ratio_label`` and ``ratio`` (e.g. σ²/MSE, b/MAE). A train ratio far
+        below the test ratio late in training is over-fitting of the scale to the
+        training reconstructions.
     """
-    cols = ["run", "likelihood", "scale", "scale_mode", "epoch", "split", "sigma", "rmse", "mae",
-            "target", "ratio"]
+    cols = ["run", "likelihood", "family", "scale", "scale_mode", "epoch", "split", "symbol", "sigma",
+            "rmse", "mae", "target_label", "target", "ratio_label", "ratio"]
     if metrics.empty:
         return pd.DataFrame(columns=cols)
-    fam = metrics["likelihood"].map(family)
-    keep = metrics[fam.isin(SCALED_FAMILIES) & num(metrics, "scale_value").notna()]
-    fam = fam[keep.index]
-    out = keep[["run", "likelihood", "scale", "scale_mode", "epoch", "split"]].copy()
+    measured = metrics[num(metrics, "scale_value").notna()]
+    keep, facts = _scaled(measured)
+    out = pd.DataFrame({c: keep[c] if c in keep.columns else None
+                        for c in ["run", "likelihood", "family", "scale", "scale_mode", "epoch", "split"]},
+                       index=keep.index)
+    _labels(out, facts)
     out["sigma"] = num(keep, "scale_value")
     out["rmse"] = np.sqrt(num(keep, "mse"))
     out["mae"] = num(keep, "mae")
-    out["target"] = np.where(fam == "laplace", out["mae"], out["rmse"])
-    out["ratio"] = np.where(fam == "laplace", out["sigma"] / out["mae"], out["sigma"] ** 2 / out["rmse"] ** 2)
+    loss = _loss(keep, facts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["target"] = [facts[i].target(loss[i]) for i in keep.index]
+        out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in keep.index]
     return out[cols].sort_values(["run", "split", "epoch"]).reset_index(drop=True)
 
 
 def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "predicted")) -> pd.DataFrame:
-    """C3 frame: per-dimension scale against per-dimension RMSE (``per_dim.csv``).
+    """C3 frame: per-dimension scale against per-dimension error (``per_dim.csv``).
 
     Parameters
     ----------
@@ -113,20 +152,22 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
     Returns
     -------
     pandas.DataFrame
-        One row per run x dimension: ``run, likelihood, scale_mode, image_shape,
-        dim, sigma, mse, rmse, mae, target`` (``rmse`` for Normal, ``mae`` for
-        Laplace), ``min_scale`` and ``at_bound`` (σ_j within 1 % of the lower
-        bound). ``frame.attrs["problems"]`` lists runs whose ``per_dim.csv``
-        could not be read.
+        One row per run x dimension: ``run, likelihood, family, scale_mode,
+        image_shape, dim, symbol, sigma, mse, rmse, mae``, ``target_label`` and
+        ``target`` (the dimension's :math:`\\mathrm{loss}_j^{1/p}`, e.g. RMSE_j or
+        MAE_j), ``ratio`` (:math:`s_j^p/\\mathrm{loss}_j`), ``min_scale`` and
+        ``at_bound`` (s_j within 1 % of the lower bound). ``frame.attrs["problems"]``
+        lists runs whose ``per_dim.csv`` could not be read.
     """
-    cols = ["run", "likelihood", "scale_mode", "image_shape", "dim", "sigma", "mse", "rmse", "mae",
-            "target", "min_scale", "at_bound"]
+    cols = ["run", "likelihood", "family", "scale_mode", "image_shape", "dim", "symbol", "sigma",
+            "mse", "rmse", "mae", "target_label", "target", "ratio", "min_scale", "at_bound"]
     frames, problems = [], []
     if not runs.empty:
-        done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
-        for _, row in done.iterrows():
-            if row.get("scale_mode") not in modes or family(row["likelihood"]) not in SCALED_FAMILIES:
+        done, facts = _scaled(_completed(runs))
+        for idx, row in done.iterrows():
+            if row.get("scale_mode") not in modes:
                 continue
+            fact = facts[idx]
             try:
                 pd_ = load_per_dim(row["path"])
             except RunFileError as exc:
@@ -139,11 +180,14 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
                 "rmse": np.sqrt(pd_["mse"]),
                 "mae": pd_["mae"],
             })
-            f["target"] = f["mae"] if family(row["likelihood"]) == "laplace" else f["rmse"]
+            loss = pd_[fact.loss] if fact.loss in pd_.columns else pd.Series(np.nan, index=pd_.index)
+            f["target"] = fact.target(loss)
+            f["ratio"] = fact.ratio(f["sigma"], loss)
             min_scale = float(row["min_scale"]) if pd.notna(row.get("min_scale")) else np.nan
             f["min_scale"] = min_scale
             f["at_bound"] = f["sigma"] <= 1.01 * min_scale if np.isfinite(min_scale) else False
-            for c in ("run", "likelihood", "scale_mode", "image_shape"):
+            f["symbol"], f["target_label"] = fact.scale_symbol, fact.target_label
+            for c in ("run", "likelihood", "family", "scale_mode", "image_shape"):
                 f[c] = row.get(c)
             frames.append(f[cols])
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
@@ -157,20 +201,20 @@ def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per run: ``run, likelihood, scale_mode, n_dims, n_at_bound``,
-        ``correlation`` (Pearson r of σ_j and the target over all dims),
-        ``median_ratio`` (median of :math:`\\sigma_j^2/\\mathrm{MSE}_j` for Normal,
-        :math:`b_j/\\mathrm{MAE}_j` for Laplace, over dims not at the bound and
-        with a non-zero error).
+        One row per run: ``run, likelihood, family, scale_mode, n_dims, n_at_bound``,
+        ``correlation`` (Pearson r of the scales and their targets over all dims),
+        ``median_ratio`` (median of :math:`s_j^p/\\mathrm{loss}_j`, e.g.
+        :math:`\\sigma_j^2/\\mathrm{MSE}_j`, over dims not at the bound and with a
+        non-zero error).
     """
-    cols = ["run", "likelihood", "scale_mode", "n_dims", "n_at_bound", "correlation", "median_ratio"]
+    cols = ["run", "likelihood", "family", "scale_mode", "n_dims", "n_at_bound", "correlation",
+            "median_ratio"]
     rows = []
     for run, f in frame.groupby("run", sort=True):
-        lap = family(f["likelihood"].iloc[0]) == "laplace"
         sigma = f["sigma"].to_numpy(float)
         target = f["target"].to_numpy(float)
-        ok = ~f["at_bound"].to_numpy(bool) & (target > 0) & np.isfinite(sigma)
-        ratio = sigma[ok] / target[ok] if lap else sigma[ok] ** 2 / target[ok] ** 2
+        ratio = f["ratio"].to_numpy(float)
+        ok = ~f["at_bound"].to_numpy(bool) & (target > 0) & np.isfinite(ratio)
         both = np.isfinite(sigma) & np.isfinite(target)
         corr = (
             float(np.corrcoef(sigma[both], target[both])[0, 1])
@@ -180,10 +224,11 @@ def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "run": run,
             "likelihood": f["likelihood"].iloc[0],
+            "family": f["family"].iloc[0],
             "scale_mode": f["scale_mode"].iloc[0],
             "n_dims": int(len(f)),
             "n_at_bound": int(f["at_bound"].astype(bool).sum()),
             "correlation": corr,
-            "median_ratio": float(np.median(ratio)) if ratio.size else np.nan,
+            "median_ratio": float(np.median(ratio[ok])) if ok.any() else np.nan,
         })
     return pd.DataFrame(rows, columns=cols)

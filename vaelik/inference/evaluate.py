@@ -261,6 +261,8 @@ def evaluate_model(
     entropy = -log_px
     c7_own = entropy - d / 2 * math.log(2 * math.pi * math.e * mse) if mse > 0 else math.nan
 
+    # the family's facts, with its line and scale ratio evaluated at this run's scale
+    facts = lik.facts(d=d, scale=scale_value, loss={"mse": mse, "mae": mae, "bce": bce}.get(lik.loss_name))
     evaluation: EvalRecord = {
         "elbo": float((recon - kl).mean()),
         "recon": float(recon.mean()),
@@ -282,8 +284,8 @@ def evaluate_model(
         "scale_per_dim": per_dim_scale,
         "min_scale": lik.min_scale if scale_value is not None else None,
         "scales_at_bound": at_bound,
-        "sigma2_over_mse": scale_value**2 / mse if lik.name == "normal" and scale_value else None,
-        "b_over_mae": scale_value / mae if lik.name == "laplace" and scale_value else None,
+        "scale_ratio": facts.scale_ratio,
+        "family": facts.to_dict(),
         "active_units": active_units(terms.z_loc),
         "latent_dim": vae.latent_dim,
         "data_dim": d,

@@ -83,7 +83,7 @@ GRID_COPY = "grid.toml"
 LOCK_FILE = ".sweep.lock"
 LOCK_DIR = ".locks"
 #: eval.json keys copied into sweep.csv
-METRIC_KEYS = ("elbo", "log_px", "mse", "mae", "bce", "scale", "sigma2_over_mse", "b_over_mae",
+METRIC_KEYS = ("elbo", "log_px", "mse", "mae", "bce", "scale", "scale_ratio",
                "active_units", "comparable")
 
 

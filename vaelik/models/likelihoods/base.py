@@ -1,23 +1,13 @@
-r"""Observation likelihoods: one small class per family, and a registry by name.
+r"""The likelihood base classes, the facts each family states, and the registry of names.
 
 A likelihood turns the decoder output into the ``pyro.distributions``
 observation distribution :math:`p(x \mid z)` (batch shape ``(B,)``, event shape
 ``(d,)``), owns its scale (fixed, learned, per dimension, predicted, optimal or
-Bayesian) and states its equivalent deterministic loss:
-
-=====================  ===============  ====================================
-family                 loss             exact relation (per example)
-=====================  ===============  ====================================
-``Normal(scale=σ)``    MSE              :math:`-\log p = \tfrac d2\log(2\pi\sigma^2) + \tfrac{\mathrm{SSE}}{2\sigma^2}`
-``Laplace(scale=b)``   MAE              :math:`-\log p = d\log(2b) + \tfrac{\|x-\hat x\|_1}{b}`
-``Bernoulli()``        BCE              :math:`-\log p = \sum_j \mathrm{BCE}(x_j, p_j)`
-``ContinuousBernoulli``BCE              :math:`-\log p = \sum_j \mathrm{BCE}(x_j, \lambda_j) - \log C(\lambda_j)`
-=====================  ===============  ====================================
-
-A user adds a family by subclassing :class:`Likelihood` (or
-:class:`LocationScaleLikelihood` for a family with a location and a scale) and
-giving it a ``name``; the subclass is then available to :func:`get_likelihood`
-and to ``vaelik train --likelihood NAME`` in the same process.
+Bayesian) and states its facts once: the loss it is equivalent to, its scale
+symbol, what a learned scale converges to, and its reconstruction line
+(:meth:`Likelihood.recon_line`). :meth:`Likelihood.facts` turns them into the
+JSON-ready :class:`~vaelik.rundir.family.FamilyFacts` that fitting writes into
+``eval.json``; the analysis reads only those.
 """
 
 from __future__ import annotations
@@ -32,83 +22,56 @@ import torch.nn.functional as F
 from torch.distributions import constraints
 
 from vaelik.errors import InputError
-from vaelik.models.distributions import GlobalScaleLaplace, GlobalScaleNormal, is_global
+from vaelik.models.likelihoods.losses import LOSSES
+from vaelik.rundir.family import LOSS_LABELS, FamilyFacts, LossLabels, power_label, root_label
 from vaelik.validate import check_positive
 
-__all__ = [
-    "Likelihood",
-    "LocationScaleLikelihood",
-    "Normal",
-    "Laplace",
-    "GlobalScaleNormal",
-    "GlobalScaleLaplace",
-    "Bernoulli",
-    "ContinuousBernoulli",
-    "get_likelihood",
-    "likelihood_names",
-    "mse_loss",
-    "mae_loss",
-    "bce_loss",
-    "SCALE_MODES",
-]
+__all__ = ["GLOBAL_SCALE_MODES", "REGISTRY", "SCALE_MODES", "Likelihood", "LocationScaleLikelihood"]
 
 #: Scale modes of location-scale families (a positive number means "fixed").
 SCALE_MODES = ("learned", "per_dim", "predicted", "optimal", "bayesian")
 
-_REGISTRY: dict[str, type[Likelihood]] = {}
+#: Modes with one scale for every example and dimension (the reconstruction line exists).
+GLOBAL_SCALE_MODES = ("fixed", "learned", "optimal")
 
-#: probabilities are clamped to [EPS, 1 - EPS] before a BCE of a non-logit mean
-EPS = 1e-6
+_NOT_GLOBAL = {
+    "per_dim": "one scale per dimension",
+    "predicted": "a scale predicted per point and dimension",
+    "bayesian": "a scale that varies across posterior draws",
+}
 
-
-# ----------------------------------------------------------------------------------------
-# Equivalent deterministic losses, per element (as torch.nn.functional reports them with
-# reduction="none").
-
-
-def mse_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Squared error per element, :math:`(x - \\hat x)^2`."""
-    return (x - x_hat).pow(2)
-
-
-def mae_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Absolute error per element, :math:`|x - \\hat x|`."""
-    return (x - x_hat).abs()
-
-
-def bce_loss(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    r"""Binary cross-entropy per element, :math:`-x\log p - (1-x)\log(1-p)`.
-
-    ``p`` is clamped to ``[1e-6, 1 - 1e-6]`` so that a mean outside (0, 1), e.g. a
-    Normal decoder's, still gives a finite number. ``x`` may lie outside [0, 1]
-    (e.g. the synthetic ``ppca`` data, where BCE is reported but meaningless);
-    ``F.binary_cross_entropy`` would raise there, so the formula is written out.
-    """
-    p = p.clamp(EPS, 1 - EPS)
-    return -(x * torch.log(p) + (1 - x) * torch.log1p(-p))
-
-
-_LOSSES = {"mse": mse_loss, "mae": mae_loss, "bce": bce_loss}
-
-
-# ----------------------------------------------------------------------------------------
-
-
-# ----------------------------------------------------------------------------------------
+#: Every subclass that sets ``name``, by name (filled by ``__init_subclass__``).
+REGISTRY: dict[str, type[Likelihood]] = {}
 
 
 class Likelihood:
-    """Base class of an observation likelihood :math:`p(x \\mid z)`.
+    r"""Base class of an observation likelihood :math:`p(x \mid z)`.
 
-    Subclasses set the class attributes and implement :meth:`observation`.
-    Defining ``name`` registers the subclass for :func:`get_likelihood`.
+    Subclasses set the class attributes and implement :meth:`observation`
+    (and, where it exists, :meth:`recon_line`). Defining ``name`` registers the
+    subclass for :func:`~vaelik.models.likelihoods.get_likelihood`.
 
     Attributes
     ----------
     name : str
         Registry name (``--likelihood NAME``).
+    label : str
+        Human-readable name for tables and figures (default: the class name).
     loss_name : {"mse", "mae", "bce"}
-        The deterministic loss this family is equivalent to.
+        The deterministic loss this family is equivalent to (its per-element mean is
+        the eval.json / metrics.csv key of that name).
+    loss_labels : LossLabels or None
+        Labels of that loss; None takes them from ``LOSS_LABELS[loss_name]`` (set it
+        for a loss of your own, together with :meth:`loss`).
+    scale_symbol : str or None
+        ``"σ"``, ``"b"``, or None for a family without a scale.
+    scale_power : float or None
+        A learned global scale :math:`s` converges to :math:`s^p = \text{loss}`
+        (Normal 2, Laplace 1); None when no such target is stated.
+    options : tuple of str
+        The family's own constructor options (e.g. ``("df",)``), recorded in the facts.
+    line_reason : str
+        Why :meth:`recon_line` is None (said in the report).
     point_estimate : str
         Which statistic of the observation distribution the losses are computed
         from (``"loc"``, ``"probs"``, ``"mean"``); it is always ``.mean``.
@@ -117,7 +80,13 @@ class Likelihood:
     """
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
     loss_name: ClassVar[str] = "mse"
+    loss_labels: ClassVar[LossLabels | None] = None
+    scale_symbol: ClassVar[str | None] = None
+    scale_power: ClassVar[float | None] = None
+    options: ClassVar[tuple[str, ...]] = ()
+    line_reason: ClassVar[str] = "no closed-form line of recon against the summed loss is stated"
     point_estimate: ClassVar[str] = "mean"
     unit_interval: ClassVar[bool] = False
     scale_mode: str = "none"
@@ -126,7 +95,7 @@ class Likelihood:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__ and cls.name:
-            _REGISTRY[cls.name] = cls
+            REGISTRY[cls.name] = cls
 
     # -- hooks used by the model and guide --------------------------------------------
     def output_multiplier(self) -> int:
@@ -161,11 +130,89 @@ class Likelihood:
     @classmethod
     def loss(cls, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """The equivalent deterministic loss per element (MSE, MAE or BCE)."""
-        return _LOSSES[cls.loss_name](x, x_hat)
+        return LOSSES[cls.loss_name](x, x_hat)
+
+    def recon_line(self, d: int, scale: float | None) -> tuple[float, float] | None:
+        r"""Slope and intercept of :math:`\log p(x \mid z)` against the summed loss.
+
+        Per example, :math:`\log p(x\mid z) = a + b\,\sum_j \mathrm{loss}(x_j, \hat x_j)`
+        exactly, at one global ``scale`` (None for a family without one) and data
+        dimension ``d``. None when the family has no such line (say why in
+        ``line_reason``).
+
+        Returns
+        -------
+        (slope, intercept) or None
+        """
+        return None
 
     def is_normalised_on(self, x: torch.Tensor) -> tuple[bool, str]:
         """Whether :math:`p(x \\mid z)` is a normalised density/mass on data like ``x``."""
         return True, "normalised density on this data"
+
+    def family_options(self) -> dict[str, Any]:
+        """The values of the family's own ``options`` (JSON-ready)."""
+        return {key: getattr(self, key) for key in self.options}
+
+    def facts(
+        self, d: int | None = None, scale: float | None = None, loss: float | None = None
+    ) -> FamilyFacts:
+        r"""The family's facts, evaluated for one run where numbers are given.
+
+        Parameters
+        ----------
+        d : int, optional
+            Data dimension (for the line's intercept).
+        scale : float, optional
+            The run's global scale (σ, b); for per-dimension or predicted scales their RMS.
+        loss : float, optional
+            The run's per-element mean of ``loss_name`` (for the ratio :math:`s^p/\mathrm{loss}`).
+
+        Returns
+        -------
+        FamilyFacts
+            Static facts always; ``line_slope``/``line_intercept`` when the line exists for
+            this scale mode and ``d`` (and ``scale``) are given; ``scale_ratio`` when the
+            family states a scale power and ``scale`` and ``loss`` are given.
+        """
+        labels = self.loss_labels or LOSS_LABELS.get(self.loss_name)
+        if labels is None:
+            labels = LossLabels(self.loss_name.upper(), "loss_sum", f"summed {self.loss_name}")
+        symbol, power = self.scale_symbol, self.scale_power
+        has_target = symbol is not None and power is not None
+        affine = self.recon_line(1, 1.0 if symbol is not None else None) is not None
+        base = FamilyFacts(
+            name=self.name or type(self).__name__,
+            label=self.label or type(self).__name__,
+            loss=self.loss_name,
+            loss_label=labels.label,
+            loss_sum_column=labels.sum_column,
+            loss_sum_label=labels.sum_label,
+            scale_symbol=symbol,
+            scale_power=float(power) if has_target else None,
+            target_label=root_label(labels.label, power) if has_target else None,
+            ratio_label=f"{power_label(symbol, power)}/{labels.label}" if has_target else None,
+            affine=affine,
+            line_reason="" if affine else self.line_reason,
+            options=self.family_options(),
+        )
+        line, reason = self._run_line(d, scale)
+        ratio = None
+        if has_target and _finite(scale) and _finite(loss) and loss > 0:
+            ratio = base.ratio(float(scale), float(loss))
+        return base.with_run(
+            line_slope=line[0] if line else None,
+            line_intercept=line[1] if line else None,
+            line_reason=reason if line is None else "",
+            scale_ratio=ratio,
+        )
+
+    def _run_line(self, d: int | None, scale: float | None) -> tuple[tuple[float, float] | None, str]:
+        """The line for this instance's run, or None and why not."""
+        if d is None:
+            return None, "data dimension unknown"
+        line = self.recon_line(int(d), None)
+        return line, "" if line is not None else self.line_reason
 
     def check_data(self, x: torch.Tensor) -> None:
         """Raise :class:`~vaelik.errors.InputError` if ``x`` is outside the support."""
@@ -178,11 +225,18 @@ class Likelihood:
                 )
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready description (registry name, scale mode, bound)."""
-        return {"likelihood": self.name, "scale_mode": self.scale_mode}
+        """JSON-ready description (registry name, scale mode, options)."""
+        return {"likelihood": self.name, "scale_mode": self.scale_mode, **self.family_options()}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 class LocationScaleLikelihood(Likelihood):
@@ -211,6 +265,8 @@ class LocationScaleLikelihood(Likelihood):
     prior_median, prior_log_sd : float
         The ``bayesian`` prior :math:`\log\sigma \sim \mathcal N(\log m, s^2)`.
     """
+
+    scale_symbol: ClassVar[str | None] = "σ"
 
     def __init__(
         self,
@@ -299,6 +355,15 @@ class LocationScaleLikelihood(Likelihood):
                 scale = self.optimal_scale(x, loc.detach()).clamp_min(self.min_scale)
         return self.base(loc, scale).to_event(1)
 
+    def _run_line(self, d, scale):
+        if self.scale_mode not in GLOBAL_SCALE_MODES:
+            what = _NOT_GLOBAL.get(self.scale_mode, f"scale mode {self.scale_mode!r}")
+            return None, f"{what}: recon is not a function of the summed loss alone"
+        if not (_finite(scale) and float(scale) > 0) or d is None:
+            return None, "scale or data dimension unknown"
+        line = self.recon_line(int(d), float(scale))
+        return line, "" if line is not None else self.line_reason
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["scale"] = self.fixed_scale if self.scale_mode == "fixed" else self.scale_mode
@@ -308,142 +373,3 @@ class LocationScaleLikelihood(Likelihood):
     def __repr__(self) -> str:
         scale = self.fixed_scale if self.scale_mode == "fixed" else repr(self.scale_mode)
         return f"{type(self).__name__}(scale={scale})"
-
-
-class Normal(LocationScaleLikelihood):
-    r"""Gaussian :math:`\mathcal N(x; \hat x, \sigma^2 I)`, equivalent to MSE (DESIGN C1).
-
-    .. math::
-        -\log p(x \mid z) = \frac d2 \log(2\pi\sigma^2) + \frac{\|x - \hat x\|^2}{2\sigma^2}
-
-    so at fixed σ the negative log-likelihood is affine in the sum of squared
-    errors with slope :math:`1/(2\sigma^2)`, and the maximum-likelihood σ given
-    the decoder mean is :math:`\sigma^2 = \mathrm{SSE}/(N d)` (C2).
-
-    Examples
-    --------
-    >>> lik = Normal(scale="learned")
-    >>> get_likelihood("normal", scale=0.1).fixed_scale
-    0.1
-    """
-
-    name = "normal"
-    loss_name = "mse"
-    point_estimate = "loc"
-
-    def base(self, loc, scale):
-        # a global scale (fixed, learned, Bayesian, optimal) stays unbroadcast; per-dim and
-        # predicted scales vary over the data dimensions and take torch's Normal
-        if is_global(scale):
-            return GlobalScaleNormal(loc, scale)
-        return dist.Normal(loc, scale)
-
-    def optimal_scale(self, x, loc):
-        # argmax_σ Σ log N(x; loc, σ²) = sqrt(mean (x - loc)²), over batch and dimensions
-        return (x - loc).pow(2).mean(dim=(-2, -1), keepdim=True).sqrt()
-
-
-class Laplace(LocationScaleLikelihood):
-    r"""Laplace :math:`\prod_j \frac{1}{2b} e^{-|x_j - \hat x_j|/b}`, equivalent to MAE (C4).
-
-    .. math::
-        -\log p(x \mid z) = d \log(2b) + \frac{\|x - \hat x\|_1}{b}
-
-    The maximum-likelihood b given the decoder mean is the mean absolute error.
-    """
-
-    name = "laplace"
-    loss_name = "mae"
-    point_estimate = "loc"
-
-    def base(self, loc, scale):
-        if is_global(scale):
-            return GlobalScaleLaplace(loc, scale)
-        return dist.Laplace(loc, scale)
-
-    def optimal_scale(self, x, loc):
-        return (x - loc).abs().mean(dim=(-2, -1), keepdim=True)
-
-
-class Bernoulli(Likelihood):
-    r"""Bernoulli with decoder logits, equivalent to BCE (C5).
-
-    .. math::
-        -\log p(x \mid z) = \sum_j -x_j \log p_j - (1 - x_j)\log(1 - p_j)
-
-    On grey-level data (x not in {0, 1}) this is still the BCE loss, but it is
-    **not** a normalised density over [0, 1]; runs on such data are marked
-    ``comparable: false``.
-    """
-
-    name = "bernoulli"
-    loss_name = "bce"
-    point_estimate = "probs"
-    unit_interval = True
-
-    def observation(self, out, scale, x):
-        # validate_args=False: grey levels are outside the {0, 1} support on purpose (see C5).
-        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
-
-    def is_normalised_on(self, x):
-        binary = bool(((x == 0) | (x == 1)).all())
-        if binary:
-            return True, "binary data: a normalised probability mass"
-        return False, "Bernoulli on grey levels is not a normalised density (C5)"
-
-
-class ContinuousBernoulli(Likelihood):
-    r"""Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019), a density on [0, 1].
-
-    .. math::
-        \log p(x \mid \lambda) = x \log\lambda + (1 - x)\log(1 - \lambda) + \log C(\lambda)
-
-    Its mean is **not** λ: :math:`\lambda/(2\lambda - 1) + 1/(\log(1-\lambda) - \log\lambda)`;
-    the losses are computed from that mean.
-    """
-
-    name = "cbernoulli"
-    loss_name = "bce"
-    point_estimate = "mean"
-    unit_interval = True
-
-    def observation(self, out, scale, x):
-        return dist.ContinuousBernoulli(logits=out).to_event(1)
-
-
-def likelihood_names() -> list[str]:
-    """Registered likelihood names, including user subclasses defined so far."""
-    return sorted(_REGISTRY)
-
-
-def get_likelihood(name: str, **kwargs: Any) -> Likelihood:
-    """Build a registered likelihood by name.
-
-    Parameters
-    ----------
-    name : str
-        ``"normal"``, ``"laplace"``, ``"bernoulli"``, ``"cbernoulli"`` or the
-        ``name`` of a user subclass.
-    **kwargs
-        Passed to the class, e.g. ``scale="learned"``. ``scale=None`` is dropped.
-
-    Raises
-    ------
-    InputError
-        If the name is unknown (the message lists the known ones), or the family
-        has no scale and one was given.
-    """
-    if name not in _REGISTRY and isinstance(name, str) and name.lower() in _REGISTRY:
-        name = name.lower()  # "Normal" means "normal"
-    if name not in _REGISTRY:
-        raise InputError(
-            f"unknown likelihood {name!r}; choose one of: {', '.join(likelihood_names())}"
-        )
-    cls = _REGISTRY[name]
-    if kwargs.get("scale") is None:
-        kwargs.pop("scale", None)
-    if not issubclass(cls, LocationScaleLikelihood):
-        if "scale" in kwargs:
-            raise InputError(f"likelihood {name!r} has no scale; drop --scale {kwargs['scale']}")
-        kwargs.pop("min_scale", None)
-    return cls(**kwargs)
