@@ -8,7 +8,7 @@ a status value. Torch-free: standard library only.
 
 # No ``from __future__ import annotations`` here: TypedDict reads NotRequired[...]
 # from evaluated annotations.
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -214,10 +214,13 @@ class EvalRecord(TypedDict):
         The lower bound of learned scales; null without a scale.
     scales_at_bound : int
         How many scales sit within 1 % of ``min_scale``.
-    sigma2_over_mse : float or None
-        σ²/MSE (Normal; C2); null for other families or without a scale.
-    b_over_mae : float or None
-        b/MAE (Laplace; C4); null for other families or without a scale.
+    scale_ratio : float or None
+        scale^p / loss, the ratio the family states tends to 1 after training
+        (Normal σ²/MSE, C2; Laplace b/MAE, C4; its label is ``family["ratio_label"]``);
+        null for a family that states none, or without a scale.
+    family : dict
+        The likelihood's stated facts (:class:`vaelik.rundir.family.FamilyFacts`),
+        with its reconstruction line and ratio evaluated at this run's scale.
     active_units : int
         Latent dimensions with Var_x(E_q[z_i]) > 0.01.
     latent_dim, data_dim, n_test : int
@@ -264,8 +267,8 @@ class EvalRecord(TypedDict):
     scale_per_dim: list[float] | None
     min_scale: float | None
     scales_at_bound: int
-    sigma2_over_mse: float | None
-    b_over_mae: float | None
+    scale_ratio: float | None
+    family: dict[str, Any]
     active_units: int
     latent_dim: int
     data_dim: int
