@@ -156,7 +156,8 @@ def test_lik_opt_reaches_the_likelihood(monkeypatch):
 
     # the example registers a Student-t family; keep it out of the other tests' registry
     monkeypatch.setattr(likelihoods, "_REGISTRY", dict(likelihoods._REGISTRY))
-    spec = importlib.util.spec_from_file_location("student_t_example", ROOT / "examples" / "student_t.py")
+    path = ROOT / "examples" / "student_t.py"
+    spec = importlib.util.spec_from_file_location("student_t_example", path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     args = build_parser().parse_args(["train", "--likelihood", "student-t", "--lik-opt", "df=4",
                                       "--scale", "learned"])

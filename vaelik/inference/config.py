@@ -13,7 +13,7 @@ from vaelik.config import TrainConfig
 from vaelik.inference.elbo import ELBOS
 from vaelik.inference.optimizers import OPTIMIZERS
 
-__all__ = ["TrainConfig", "ELBO_NAMES", "ELBOS", "OPTIMIZERS", "versions"]
+__all__ = ["ELBOS", "ELBO_NAMES", "OPTIMIZERS", "TrainConfig", "versions"]
 
 #: the ``--elbo`` names (the keys of :data:`~vaelik.inference.elbo.ELBOS`)
 ELBO_NAMES = tuple(ELBOS)
