@@ -1,5 +1,6 @@
 """CLI guards found by trying vaelik as a new user."""
 
+import json
 import os
 import stat
 
@@ -50,3 +51,11 @@ def test_run_files_are_readable_by_others(run_dir):
     for name in ("config.json", "metrics.csv", "eval.json", "checkpoint.pt", "posterior.nc", "status"):
         mode = stat.S_IMODE((run_dir / name).stat().st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+def test_config_json_records_every_declared_field(run_dir):
+    from vaelik.config import FIELDS
+
+    record = json.loads((run_dir / "config.json").read_text())
+    assert set(FIELDS) <= set(record)
+    assert record["likelihood_options"] == {} and record["name"] == "run"

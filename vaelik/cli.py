@@ -33,86 +33,56 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{message} (see `{self.prog} --help`)")
 
 
-def _scale(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    for cast in (int, float):
-        try:
-            return key.strip(), cast(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from vaelik.inference.config import ELBO_NAMES, OPTIMIZERS, TrainConfig
+    """The flags of the :class:`~vaelik.config.TrainConfig` fields, from their declaration."""
+    from vaelik.config import FIELDS
 
-    d = TrainConfig()
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=d.data,
-                   help="digits, digits-binary, ppca, laplace-noise, or a .npy/.npz/IDX file")
-    g.add_argument("--data-key", default=None, help="array name inside a .npz with several")
-    g.add_argument("--data-opt", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="option of a built-in data set, e.g. sigma=0.05 (repeatable)")
-    g.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    g = p.add_argument_group("model")
-    g.add_argument("--likelihood", default=d.likelihood,
-                   help="normal, laplace, bernoulli, cbernoulli (or a registered subclass)")
-    g.add_argument("--scale", type=_scale, default=None,
-                   help="a positive number (fixed), learned, per_dim, predicted, optimal, bayesian")
-    g.add_argument("--min-scale", type=float, default=d.min_scale,
-                   help="lower bound of learned scales (default %(default)s)")
-    g.add_argument("--init-scale", type=float, default=None,
-                   help="initial learned scale (default: the data's spread around its mean)")
-    g.add_argument("--model", default=d.model, help="vae, ae or linear")
-    g.add_argument("--latent-dim", type=int, default=d.latent_dim)
-    g.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--optimizer", default=d.optimizer, help=" or ".join(OPTIMIZERS))
-    g.add_argument("--elbo", default=d.elbo, help=", ".join(ELBO_NAMES) + " (default %(default)s)")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--device", default=d.device, help="cpu or cuda")
-    g.add_argument("--iwae-samples", type=int, default=d.iwae_samples,
-                   help="K of the final importance-sampled log p(x)")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, spec in FIELDS.items():
+        if not spec.flag:
+            continue
+        target = p if spec.group is None else groups.get(spec.group) \
+            or groups.setdefault(spec.group, p.add_argument_group(spec.group))
+        help_text = spec.help_text()
+        if spec.default not in (None, "", {}) and "default" not in help_text:
+            help_text += " (default %(default)s)"
+        kwargs: dict[str, Any] = {"dest": name, "help": help_text, "metavar": spec.metavar}
+        if spec.repeat:
+            kwargs.update(action="append", default=[])
+        else:
+            kwargs["default"] = spec.default
+        if spec.parse is not None:
+            kwargs["type"] = spec.parse
+        target.add_argument(spec.flag, **kwargs)
+
+
+def _train_dests() -> tuple[str, ...]:
+    """The fields that define a configuration and have a flag (refused together with --resume)."""
+    from vaelik.config import FIELDS
+
+    return tuple(name for name, spec in FIELDS.items() if spec.flag and spec.defines)
 
 
 #: the flags that define a configuration (refused together with --resume)
-_TRAIN_DESTS = (
-    "data", "data_key", "data_opt", "test_fraction", "likelihood", "scale", "min_scale",
-    "init_scale", "model", "latent_dim", "hidden_dim", "epochs", "batch_size", "lr",
-    "optimizer", "elbo", "seed", "device", "iwae_samples", "name",
-)
+_TRAIN_DESTS = _train_dests()
 
 
 def _config_from_args(args: argparse.Namespace):
-    from vaelik.inference.config import TrainConfig
+    from vaelik.config import FIELDS, TrainConfig
 
-    return TrainConfig(
-        data=args.data, likelihood=args.likelihood, scale=args.scale, model=args.model,
-        latent_dim=args.latent_dim, hidden_dim=args.hidden_dim, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, elbo=args.elbo,
-        seed=args.seed, device=args.device, test_fraction=args.test_fraction,
-        min_scale=args.min_scale, init_scale=args.init_scale, iwae_samples=args.iwae_samples, data_key=args.data_key,
-        data_options=dict(args.data_opt), name=args.name,
-    )
+    values = {name: getattr(args, name) for name, spec in FIELDS.items() if spec.flag}
+    values.update({name: dict(values[name]) for name, spec in FIELDS.items()
+                   if spec.flag and spec.repeat})
+    return TrainConfig(**values)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from vaelik.inference import fit, resume
 
     if args.resume:
-        given = [f"--{dest.replace('_', '-')}" for dest in _TRAIN_DESTS
+        from vaelik.config import FIELDS
+
+        given = [FIELDS[dest].flag for dest in _TRAIN_DESTS
                  if getattr(args, dest) != args._defaults[dest]]
         if given or args.out is not None or args.overwrite:
             extra = given + (["--out"] if args.out is not None else []) + (
@@ -198,10 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("train", help="fit one model and write its run directory")
+    p.add_argument("--out", help="run directory to write")
     _add_train_args(p)
     p.set_defaults(_defaults={dest: p.get_default(dest) for dest in _TRAIN_DESTS})
-    p.add_argument("--out", help="run directory to write")
-    p.add_argument("--name", help="run name (default: the --out folder name)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vaelik.config import FIELDS
 from vaelik.rundir import (
     CONFIG_FILE,
     EVAL_FILE,
@@ -48,8 +49,12 @@ __all__ = [
     "load_runs",
 ]
 
-#: Config keys copied (flattened) into :attr:`Runs.runs` and joined onto :attr:`Runs.metrics`.
-CONFIG_COLUMNS = ("likelihood", "scale", "scale_mode", "model", "latent_dim", "seed", "data")
+#: Config keys copied (flattened) into :attr:`Runs.runs` and joined onto :attr:`Runs.metrics`:
+#: the fields declared ``key_column`` in :mod:`vaelik.config`, and ``scale_mode`` after ``scale``.
+CONFIG_COLUMNS = tuple(
+    col for spec in FIELDS.values() if spec.key_column
+    for col in ((spec.column, "scale_mode") if spec.name == "scale" else (spec.column,))
+)
 
 _MAX_DEPTH = 3
 
@@ -64,8 +69,10 @@ class Runs:
         ``run`` (config ``name``, else the folder name), ``path``, ``status``
         (``completed``, ``running``, ``failed: ...``, ``interrupted`` or
         ``missing``), ``completed`` (bool), the flattened config
-        (:data:`CONFIG_COLUMNS` plus ``hidden_dim, epochs, batch_size, lr,
-        min_scale, elbo_estimator, data_dim, image_shape, binary``), ``scale`` as a
+        (:data:`CONFIG_COLUMNS` plus the other fields declared with a report
+        column in :mod:`vaelik.config`: ``hidden_dim, epochs, batch_size, lr,
+        min_scale, elbo_estimator, likelihood_options`` (``"df=4"``, None when
+        empty); and ``data_dim, image_shape, binary``), ``scale`` as a
         string (``"0.1"`` or ``"learned"``), and every scalar of ``eval.json``.
         Two eval keys are renamed so they cannot collide with config keys:
         ``eval.json`` ``scale`` (the numeric σ or b) becomes ``scale_value``;
@@ -169,29 +176,35 @@ def _float_or_nan(value: object) -> float:
         return float("nan")
 
 
+def _options_string(value: object) -> str | None:
+    if not isinstance(value, dict) or not value:
+        return None
+    return ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
+
+
+def _config_value(spec, config: dict) -> object:
+    """A config field as its report column: the declared columns, read from config.json."""
+    if spec.name == "scale":
+        return _scale_string(config.get("scale"))
+    if isinstance(spec.default, dict):
+        return _options_string(config.get(spec.name))
+    if spec.key_column and isinstance(spec.default, str):
+        return str(config.get(spec.name, "unknown"))  # a key column is never missing
+    return config.get(spec.name)
+
+
 def _config_row(config: dict, run_dir: Path) -> dict:
     info = config.get("data_info") if isinstance(config.get("data_info"), dict) else {}
-    scale = config.get("scale")
-    row = {
-        "run": str(config.get("name") or run_dir.name),
-        "path": str(run_dir),
-        "likelihood": str(config.get("likelihood", "unknown")),
-        "scale": _scale_string(scale),
-        "scale_mode": _scale_mode_from_config(scale, config.get("likelihood")),
-        "model": str(config.get("model", "unknown")),
-        "latent_dim": config.get("latent_dim"),
-        "seed": config.get("seed"),
-        "data": str(config.get("data", "unknown")),
-        "hidden_dim": config.get("hidden_dim"),
-        "epochs": config.get("epochs"),
-        "batch_size": config.get("batch_size"),
-        "lr": config.get("lr"),
-        "min_scale": config.get("min_scale"),
-        "elbo_estimator": config.get("elbo"),
+    row = {"run": str(config.get("name") or run_dir.name), "path": str(run_dir)}
+    for spec in FIELDS.values():
+        if spec.column is not None:
+            row[spec.column] = _config_value(spec, config)
+    row["scale_mode"] = _scale_mode_from_config(config.get("scale"), config.get("likelihood"))
+    row.update({
         "data_dim": info.get("dim"),
         "image_shape": "x".join(str(int(s)) for s in info.get("image_shape") or []) or None,
         "binary": info.get("binary"),
-    }
+    })
     return row
 
 

@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from vaelik.errors import InputError
+from vaelik.validate import check_int
 
 __all__ = ["Dataset", "load_data", "BUILTIN_DATA", "read_idx"]
 
-#: Built-in data sets and the options each accepts (``--data-opt KEY=VALUE``).
+#: Built-in data sets and the options each accepts (``--data-opt KEY=VALUE``); the keys are
+#: the ``--data`` names (the choices listed by ``vaelik train --help``).
 BUILTIN_DATA: dict[str, dict[str, Any]] = {
     "digits": {},
     "digits-binary": {"threshold": 0.5},
@@ -132,11 +134,7 @@ def _builtin(name: str, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
         value = params[key]
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # 2000.0 from a JSON/TOML file
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(
-                f"data option {key} of {name!r} must be an integer >= {low}, got {value!r}"
-            )
-        params[key] = value
+        params[key] = check_int(f"data option {key} of {name!r}", value, low)
     if not 1 <= params["k"] <= params["d"]:
         raise InputError(f"data option k must be between 1 and d={params['d']}, got {params['k']}")
     noise, level_key = ("normal", "sigma") if name == "ppca" else ("laplace", "b")

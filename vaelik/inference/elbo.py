@@ -21,8 +21,9 @@ from pyro.distributions.util import scale_and_mask
 from torch.distributions import kl_divergence
 
 from vaelik.errors import InputError
+from vaelik.validate import check_choice
 
-__all__ = ["MeanField_ELBO", "make_elbo"]
+__all__ = ["ELBOS", "MeanField_ELBO", "make_elbo"]
 
 
 class MeanField_ELBO(pyro.infer.ELBO):
@@ -196,25 +197,31 @@ def make_elbo(name: str, num_particles: int = 1) -> pyro.infer.ELBO:
 
     Parameters
     ----------
-    name : {"trace", "meanfield", "jit-trace", "jit-meanfield"}
-        ``Trace_ELBO`` (Monte Carlo KL), ``TraceMeanField_ELBO`` (analytic KL
+    name : str
+        A key of :data:`ELBOS`: ``trace``, ``meanfield``, ``jit-trace`` or
+        ``jit-meanfield``; ``Trace_ELBO`` (Monte Carlo KL), ``TraceMeanField_ELBO`` (analytic KL
         where torch has it), Pyro's ``JitTrace_ELBO``, and
         :class:`MeanField_ELBO` recorded once with ``torch.jit.trace`` (the
         default: the same gradients as ``meanfield``, without Pyro's per-step
         Python overhead).
     num_particles : int
         Samples of z per data point, vectorised.
+
+    Raises
+    ------
+    InputError
+        If ``name`` is not a key of :data:`ELBOS` (the message lists them).
     """
     common = {"num_particles": num_particles, "vectorize_particles": num_particles > 1,
               "max_plate_nesting": 1}
-    if name == "trace":
-        return pyro.infer.Trace_ELBO(**common)
-    if name == "meanfield":
-        return pyro.infer.TraceMeanField_ELBO(**common)
-    if name == "jit-trace":
-        return pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True, **common)
-    if name == "jit-meanfield":
-        return MeanField_ELBO(jit=True, **common)
-    raise InputError(
-        f"unknown elbo {name!r}; choose one of: trace, meanfield, jit-trace, jit-meanfield"
-    )
+    return ELBOS[check_choice("elbo", name, ELBOS)](**common)
+
+
+#: ``--elbo`` name -> factory of the estimator (keyword arguments: ``num_particles``,
+#: ``vectorize_particles``, ``max_plate_nesting``); the keys are the choices, in this order
+ELBOS: dict[str, Callable[..., pyro.infer.ELBO]] = {
+    "trace": pyro.infer.Trace_ELBO,
+    "meanfield": pyro.infer.TraceMeanField_ELBO,
+    "jit-trace": lambda **common: pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True, **common),
+    "jit-meanfield": lambda **common: MeanField_ELBO(jit=True, **common),
+}

@@ -9,7 +9,6 @@ stable, path-safe run name). Running them is :mod:`vaelik.inference.sweep`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaelik.config import GRID_KEYS, RUN_NAME_PREFIXES
 from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
 from vaelik.rundir import MAX_RUN_NAME, safe_run_name
@@ -39,15 +39,12 @@ __all__ = [
 #: the longest run name (before the hash suffix a collision may add)
 MAX_NAME = MAX_RUN_NAME
 
-#: keys a grid file may set: every TrainConfig field except ``name`` (derived)
-GRID_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "name")
+# GRID_KEYS (keys a grid file may set: every TrainConfig field but ``name``) and the
+# run-name prefixes are declared with the fields in vaelik.config
 _DEFAULTS = TrainConfig().to_dict()
-#: short prefixes of numeric values in run names (``z8``, ``s0``); others show the value only
-_PREFIX = {
-    "latent_dim": "z", "hidden_dim": "h", "epochs": "e", "batch_size": "b", "lr": "lr",
-    "seed": "s", "iwae_samples": "k", "min_scale": "min", "init_scale": "init",
-    "test_fraction": "test", "data_key": "key",
-}
+#: short prefixes of values in run names (``z8``, ``s0``), declared with each field; others
+#: show the value only
+_PREFIX = RUN_NAME_PREFIXES
 
 # ----------------------------------------------------------------------------------------
 # The grid file

@@ -155,11 +155,9 @@ def _param_names_and_tensors() -> tuple[list[str], list[torch.Tensor]]:
 
 
 def _make_optimizer(config: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    if config.optimizer == "clipped-adam":
-        from pyro.optim.clipped_adam import ClippedAdam
+    from vaelik.inference.optimizers import make_optimizer
 
-        return ClippedAdam(params, lr=config.lr, clip_norm=10.0)
-    return torch.optim.Adam(params, lr=config.lr)
+    return make_optimizer(config.optimizer, params, lr=config.lr)
 
 
 class Trainer:

@@ -1,0 +1,414 @@
+"""The training configuration, each field declared once (torch-free).
+
+A field of :class:`TrainConfig` carries its whole story in one :class:`Option`:
+its help text, its ``vaelik train`` flag and argument group, how the flag's
+text is parsed, its check (from :mod:`vaelik.validate`), its choices (the keys
+of a registry mapping, read when first needed), whether it defines the
+configuration (refused together with ``--resume``), its token in sweep run
+names and its column in the report's tables. Everything else is derived:
+
+* ``vaelik train``'s flags, ``--resume``'s refusal list and the configuration
+  built from the flags (:mod:`vaelik.cli`);
+* the keys of a grid file and the run-name prefixes (:data:`GRID_KEYS`,
+  :data:`RUN_NAME_PREFIXES`);
+* the configuration columns of the report (:mod:`vaelik.analysis.runs`);
+* :meth:`TrainConfig.check`, which loops over the declarations.
+
+This module imports neither torch nor the training code (the analysis layer
+reads it); the registries live beside what they build and are imported only
+when their names are needed (a check, a help text). It is about 400 lines
+because half of it is the declaration itself, one entry per field.
+
+Adding a field is one entry here, e.g.::
+
+    warmup: int = option(0, group="training", check=_int_at_least(0), token="w",
+                         help="epochs of KL warm-up")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vaelik.errors import InputError
+from vaelik.validate import (
+    check_choice,
+    check_device,
+    check_fraction,
+    check_int,
+    check_options,
+    check_positive,
+)
+
+__all__ = [
+    "FIELDS",
+    "GRID_KEYS",
+    "RUN_NAME_PREFIXES",
+    "Option",
+    "Registry",
+    "TrainConfig",
+    "option",
+    "parse_key_value",
+    "parse_scale",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# The declaration's vocabulary
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Names of a registry mapping that lives in a module importing torch.
+
+    ``module:attr`` is a mapping (its keys are the names) or a function
+    returning the names; it is imported only when :meth:`names` is called.
+    """
+
+    module: str
+    attr: str
+
+    def names(self) -> list[str]:
+        """The registered names, in the registry's order."""
+        value = getattr(importlib.import_module(self.module), self.attr)
+        return list(value() if callable(value) else value)
+
+
+@dataclass(frozen=True)
+class Option:
+    """What is known about one :class:`TrainConfig` field.
+
+    Attributes
+    ----------
+    help : str
+        One line for ``vaelik train --help``; ``{choices}`` is replaced by the
+        registry's names.
+    group : str or None
+        Argument group of ``vaelik train --help`` (``data``, ``model``,
+        ``training``); None: the command's own options.
+    flag : str
+        The ``vaelik train`` flag; derived from the field name (``--latent-dim``)
+        unless given (``--data-opt``).
+    no_flag : str
+        Why the field has no flag (empty: it has one).
+    parse : callable or None
+        Turns the flag's text into the value (argparse ``type``); None keeps the text.
+    repeat : bool
+        A ``KEY=VALUE`` flag given once per key, collected into a dict.
+    metavar : str or None
+        The flag's placeholder in the help.
+    check : callable or None
+        ``check(label, value)`` raises :class:`~vaelik.errors.InputError` naming
+        the label, the value and what is accepted. None with ``choices``: the
+        value must be one of them; None without: checked where it is used (said
+        in ``checked_by``).
+    checked_by : str
+        Where a field without a check here is checked.
+    choices : Registry or None
+        The registry whose names are the accepted values (listed in the help).
+    open_choices : bool
+        The choices are suggestions, not the only values (``data`` also takes a path).
+    normalise : callable or None
+        Maps a value to its canonical spelling before the check.
+    defines : bool
+        Part of what defines a run: refused together with ``--resume``.
+    no_grid : str
+        Why the field is not a grid-file key (empty: it is one).
+    token : str
+        Prefix of the field's value in sweep run names (``z`` gives ``z8``).
+    column : str or None
+        Column of the report's run table holding the field (None: not shown).
+    key_column : bool
+        Also joined onto every metrics row (:data:`vaelik.analysis.runs.CONFIG_COLUMNS`).
+    name : str
+        The field name (filled in from the dataclass).
+    default : object
+        The field's default (filled in from the dataclass).
+    """
+
+    help: str
+    group: str | None = None
+    flag: str = ""
+    no_flag: str = ""
+    parse: Callable[[str], Any] | None = None
+    repeat: bool = False
+    metavar: str | None = None
+    check: Callable[[str, Any], Any] | None = None
+    checked_by: str = ""
+    choices: Registry | None = None
+    open_choices: bool = False
+    normalise: Callable[[Any], Any] | None = None
+    defines: bool = True
+    no_grid: str = ""
+    token: str = ""
+    column: str | None = None
+    key_column: bool = False
+    name: str = ""
+    default: Any = None
+
+    @property
+    def label(self) -> str:
+        """How messages name the field: its flag without dashes (``latent-dim``)."""
+        return self.flag[2:] if self.flag else self.name.replace("_", "-")
+
+    def help_text(self) -> str:
+        """The help line with the registry's names filled in."""
+        if self.choices is None:
+            return self.help
+        return self.help.format(choices=", ".join(self.choices.names()))
+
+    def validate(self, value: Any) -> None:
+        """Raise :class:`~vaelik.errors.InputError` if ``value`` is not accepted."""
+        if self.check is not None:
+            self.check(self.label, value)
+        elif self.choices is not None and not self.open_choices:
+            check_choice(self.label, value, self.choices.names())
+
+
+def option(default: Any = None, *, factory: Callable[[], Any] | None = None, **spec: Any) -> Any:
+    """A dataclass field with its :class:`Option` (``spec``) in the metadata."""
+    metadata = {"vaelik": Option(**spec)}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def parse_scale(text: str) -> float | str:
+    """``--scale`` text: a number (a fixed scale) or a scale mode."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` text: the value as an int, else a float, else the text."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key.strip(), cast(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
+    def check(label: str, value: Any) -> int:
+        return check_int(label, value, minimum)
+
+    return check
+
+
+def _positive_or_none(label: str, value: Any) -> None:
+    if value is not None:
+        check_positive(label, value)
+
+
+# ----------------------------------------------------------------------------------------
+# Likelihood names: THE one place a likelihood name is validated. (It will resolve
+# ``module:Class`` names and entry points through ``vaelik.models.likelihood_class``.)
+
+
+def _likelihood_spelling(value: Any) -> Any:
+    """``"Normal"`` means ``"normal"``: a known name in other capitals is lowered."""
+    from vaelik.models import likelihood_names
+
+    names = likelihood_names()
+    if isinstance(value, str) and value not in names and value.lower() in names:
+        return value.lower()
+    return value
+
+
+def _check_likelihood(label: str, value: Any) -> None:
+    # the family resolves the name (registered, ``module:Class`` or entry point) and says
+    # in one line what it knows when it cannot
+    from vaelik.models import likelihood_class
+
+    likelihood_class(value)
+
+
+#: option keys that are fields of their own (a likelihood option may not set them)
+_LIKELIHOOD_FIELDS = {"scale": "--scale", "min_scale": "--min-scale", "init_scale": "--init-scale"}
+
+
+def _check_likelihood_options(label: str, value: Any) -> None:
+    check_options(label, value)
+    for key in value:
+        if key in _LIKELIHOOD_FIELDS:
+            raise InputError(f"{label} {key} is a setting of its own; use "
+                             f"{_LIKELIHOOD_FIELDS[key]} instead")
+
+
+# ----------------------------------------------------------------------------------------
+# The registries whose keys are the choices
+
+DATASETS = Registry("vaelik.inference.data", "BUILTIN_DATA")
+LIKELIHOODS = Registry("vaelik.models", "likelihood_names")
+SCALE_MODES = Registry("vaelik.models", "SCALE_MODES")
+MODELS = Registry("vaelik.models", "MODELS")
+ELBOS = Registry("vaelik.inference.elbo", "ELBOS")
+OPTIMIZERS = Registry("vaelik.inference.optimizers", "OPTIMIZERS")
+
+
+# ----------------------------------------------------------------------------------------
+# The configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; each field is declared once, with its :class:`Option`.
+
+    Field names are the ``vaelik train`` flags with ``-`` for ``_`` (except
+    ``data_options``: ``--data-opt``, ``likelihood_options``: ``--lik-opt``) and
+    the keys of a grid file. The fields, their defaults and meaning are listed
+    under Attributes (generated from the declaration).
+    """
+
+    data: str = option(
+        "digits", group="data", choices=DATASETS, open_choices=True,
+        checked_by="vaelik.inference.load_data (a built-in name or a file path)",
+        help="a built-in data set ({choices}) or a .npy/.npz/IDX file",
+        column="data", key_column=True)
+    likelihood: str = option(
+        "normal", group="model", choices=LIKELIHOODS, normalise=_likelihood_spelling,
+        check=_check_likelihood,
+        help="observation likelihood: {choices} (or a registered subclass)",
+        column="likelihood", key_column=True)
+    likelihood_options: dict[str, Any] = option(  # noqa: RUF009 - a field(), with metadata
+        factory=dict, group="model", flag="--lik-opt", repeat=True, metavar="KEY=VALUE",
+        parse=parse_key_value, check=_check_likelihood_options,
+        help="option of the likelihood family, e.g. df=4 for a Student-t (repeatable)",
+        column="likelihood_options")
+    scale: float | str | None = option(
+        None, group="model", parse=parse_scale, choices=SCALE_MODES, open_choices=True,
+        checked_by="the likelihood family (vaelik.models.get_likelihood)",
+        help="a positive number (fixed) or a scale mode: {choices} (default: the family's)",
+        column="scale", key_column=True)
+    model: str = option(
+        "vae", group="model", choices=MODELS, help="model: {choices}",
+        column="model", key_column=True)
+    latent_dim: int = option(
+        8, group="model", parse=int, check=_int_at_least(1), token="z",
+        help="dimension of the latent z", column="latent_dim", key_column=True)
+    hidden_dim: int = option(
+        256, group="model", parse=int, check=_int_at_least(0), token="h",
+        help="width of the hidden layer of encoder and decoder (0: none)", column="hidden_dim")
+    epochs: int = option(
+        50, group="training", parse=int, check=_int_at_least(1), token="e",
+        help="passes over the training set", column="epochs")
+    batch_size: int = option(
+        128, group="training", parse=int, check=_int_at_least(1), token="b",
+        help="examples per SVI step", column="batch_size")
+    lr: float = option(
+        1e-3, group="training", parse=float, check=check_positive, token="lr",
+        help="learning rate", column="lr")
+    optimizer: str = option(
+        "adam", group="training", choices=OPTIMIZERS,
+        help="one optimiser over all parameters: {choices}")
+    elbo: str = option(
+        "jit-meanfield", group="training", choices=ELBOS,
+        help="ELBO estimator: {choices}; jit-meanfield has the gradients of meanfield, faster",
+        column="elbo_estimator")
+    seed: int = option(
+        0, group="training", parse=int, check=_int_at_least(0), token="s",
+        help="seed of the split, the initialisation and the training", column="seed",
+        key_column=True)
+    device: str = option(
+        "cpu", group="training", check=check_device, help="cpu or cuda[:N]")
+    test_fraction: float = option(
+        0.2, group="data", parse=float, check=check_fraction, token="test",
+        help="fraction of the data held out as the test split")
+    min_scale: float = option(
+        1e-3, group="model", parse=float, check=check_positive, token="min",
+        help="lower bound of learned scales", column="min_scale")
+    init_scale: float | None = option(
+        None, group="model", parse=float, check=_positive_or_none, token="init",
+        help="initial learned scale (default: the data's spread around its mean)")
+    iwae_samples: int = option(
+        1000, group="training", parse=int, check=_int_at_least(1), token="k",
+        help="K of the final importance-sampled log p(x)")
+    data_key: str | None = option(
+        None, group="data", token="key", checked_by="vaelik.inference.load_data",
+        help="array name inside a .npz with several")
+    data_options: dict[str, Any] = option(  # noqa: RUF009 - a field(), with metadata
+        factory=dict, group="data", flag="--data-opt", repeat=True, metavar="KEY=VALUE",
+        parse=parse_key_value, check=check_options,
+        help="option of a built-in data set, e.g. sigma=0.05 (repeatable)")
+    name: str | None = option(
+        None, checked_by="the run directory (a path-safe name)",
+        no_grid="derived: from the --out folder (train) or the values that vary (sweep)",
+        help="run name (default: the --out folder name)")
+
+    def check(self) -> TrainConfig:
+        """Check each field in declaration order; raise :class:`InputError` at the first bad one."""
+        for name, spec in FIELDS.items():
+            if spec.normalise is not None:
+                setattr(self, name, spec.normalise(getattr(self, name)))
+            spec.validate(getattr(self, name))
+        return self
+
+    def likelihood_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`vaelik.models.get_likelihood`.
+
+        The family options (``likelihood_options``, e.g. ``df``) and the scale
+        settings that are set.
+        """
+        kwargs: dict[str, Any] = {**self.likelihood_options, "min_scale": self.min_scale}
+        if self.init_scale is not None:
+            kwargs["init_scale"] = self.init_scale
+        if self.scale is not None:
+            kwargs["scale"] = self.scale
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (``config.json`` adds ``data_info`` and ``versions``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring keys that are not fields (e.g. ``versions``).
+
+        A field the dict lacks (a ``config.json`` written before it existed) takes
+        its default.
+        """
+        return cls(**{k: v for k, v in values.items() if k in FIELDS})
+
+
+def _declared(cls: type) -> dict[str, Option]:
+    fields = {}
+    for f in dataclasses.fields(cls):
+        if "vaelik" not in f.metadata:
+            raise TypeError(f"TrainConfig.{f.name} has no Option: declare it with option(...)")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        spec = f.metadata["vaelik"]
+        flag = "" if spec.no_flag else (spec.flag or "--" + f.name.replace("_", "-"))
+        fields[f.name] = dataclasses.replace(spec, name=f.name, default=default, flag=flag)
+    return fields
+
+
+#: every field's :class:`Option`, in declaration order
+FIELDS: dict[str, Option] = _declared(TrainConfig)
+
+#: keys a grid file may set, in the order their values appear in run names
+GRID_KEYS: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if not spec.no_grid)
+
+#: prefixes of values in sweep run names (``z8``, ``s0``); other keys show the value only
+RUN_NAME_PREFIXES: dict[str, str] = {name: s.token for name, s in FIELDS.items() if s.token}
+
+
+def _attributes_section(fields: Iterable[Option]) -> str:
+    lines = ["", "    Attributes", "    ----------"]
+    for spec in fields:
+        where = f"the names of {spec.choices.module}.{spec.choices.attr}" if spec.choices else ""
+        lines += [f"    {spec.name} : default {spec.default!r}",
+                  f"        {spec.help.replace('{choices}', where)}"]
+    return "\n".join(lines) + "\n"
+
+
+TrainConfig.__doc__ = (TrainConfig.__doc__ or "") + _attributes_section(FIELDS.values())
