@@ -226,8 +226,8 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
 
     import numpy as np
 
-    from vaelik.inference.rundir import load_checkpoint, save_checkpoint
     from vaelik.inference.checkpoint import rng_state, set_rng_state
+    from vaelik.inference.rundir import load_checkpoint, save_checkpoint
 
     def draw(gen):
         return (np.random.rand(3).tolist(), random.random(), random.gauss(0, 1),

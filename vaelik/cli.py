@@ -139,8 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaelik.inference.rundir import read_status
     from vaelik.inference import evaluate_run
+    from vaelik.inference.rundir import read_status
 
     status = read_status(args.run)
     if status is not None and status != "completed":

@@ -148,7 +148,11 @@ def _spawn_sweep(grid: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     )
 
 
-def _wait_until(predicate, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+#: a safety net only: the tests wait for files, and a loaded machine may be slow to write them
+WAIT_LIMIT = 900.0
+
+
+def _wait_until(predicate, timeout: float = WAIT_LIMIT, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:

@@ -36,7 +36,7 @@ def rng_state(gen: torch.Generator) -> dict[str, Any]:
     import numpy as np
 
     python = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
              "python": list(python[1]), "python_gauss": python[2],
              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

@@ -37,7 +37,7 @@ from vaelik.inference.rundir import (
 from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
 from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
 
-__all__ = ["FitResult", "fit", "resume", "build", "load_fitted", "evaluate_run", "METRIC_COLUMNS"]
+__all__ = ["METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
 
 METRIC_COLUMNS = ["epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds"]
 
