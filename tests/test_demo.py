@@ -9,7 +9,7 @@ import pytest
 
 from vaelik.cli import main
 from vaelik.demo import DEMO_EPOCHS, demo_grid, run_demo
-from vaelik.inference.sweep import expand
+from vaelik.sweep import expand
 
 #: the hidden knob that shrinks every run further than --epochs 1 --seeds 1
 TINY = {"hidden_dim": 16, "iwae_samples": 8, "batch_size": 256}
@@ -51,5 +51,5 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert main(["report", str(out), "-o", str(tmp_path / "again.html")]) == 0
     assert (tmp_path / "again.html").stat().st_size > 0
     # a second demo finds everything complete and trains nothing
-    result = run_demo(out, epochs=1, seeds=1, jobs=1, progress=False, overrides=TINY)
+    result = run_demo(out, epochs=1, seeds=1, jobs=1, overrides=TINY)
     assert result.sweep.results == {}

@@ -97,7 +97,7 @@ def test_fit_with_default_elbo_equals_fit_with_meanfield():
 
 def test_jit_elbos_record_once_per_fit():
     config = TrainConfig(data="ppca", data_options={"n": 300}, batch_size=64, elbo="jit-trace")
-    from vaelik.inference.svi import build
+    from vaelik.inference import build
 
     data, model = build(config)
     with model.params():
@@ -110,7 +110,7 @@ def test_jit_elbos_record_once_per_fit():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_default_step_has_no_host_sync():
-    from vaelik.inference.svi import build
+    from vaelik.inference import build
 
     config = TrainConfig(data="ppca", data_options={"n": 640}, batch_size=64, device="cuda")
     data, model = build(config)

@@ -226,8 +226,7 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
 
     import numpy as np
 
-    from vaelik.inference.checkpoint import load_checkpoint, save_checkpoint
-    from vaelik.inference.svi import _rng_state, _set_rng_state
+    from vaelik.inference.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
     def draw(gen):
         return (np.random.rand(3).tolist(), random.random(), random.gauss(0, 1),
@@ -238,9 +237,9 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
     random.seed(3)
     random.gauss(0, 1)  # leaves a cached second value
     save_checkpoint(tmp_path / "c.pt", {"config": "", "epoch": 0, "params": {}, "optimizer": {},
-                                        "metrics": [], "rng": _rng_state(gen)})
+                                        "metrics": [], "rng": rng_state(gen)})
     first = draw(gen)
-    _set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], gen)
+    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], gen)
     assert draw(gen) == first
 
 
@@ -252,11 +251,11 @@ def test_divergence_is_caught_within_one_step_and_keeps_last_checkpoint(tmp_path
     """The loss turns NaN at epoch 3, step 3: that step is named, the run is marked
     failed, and checkpoint.pt / metrics.csv still hold epoch 2 (and load)."""
     from vaelik.errors import DivergenceError
-    from vaelik.inference import svi
+    from vaelik.inference import build, svi
 
     config = TrainConfig(data="digits", epochs=4, hidden_dim=8, iwae_samples=5, batch_size=256,
                          elbo="meanfield", name="div")
-    steps = svi.build(config)[0].train.shape[0] // config.batch_size
+    steps = build(config)[0].train.shape[0] // config.batch_size
     poison_at = 2 * steps + 3  # the 3rd step of epoch 3
     real_make_elbo = svi.make_elbo
 

@@ -109,11 +109,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaelik.rundir import read_status
-    from vaelik.inference.svi import evaluate_run
+    from vaelik.inference import evaluate_run
+    from vaelik.rundir import Status, read_status
 
     status = read_status(args.run)
-    if status is not None and status != "completed":
+    if status is not None and status != Status.COMPLETED:
         raise InputError(
             f"run {args.run} is not completed (status: {status}); finish it first with "
             f"`vaelik train --resume {args.run}`")
@@ -138,7 +138,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from vaelik.inference.sweep import describe, expand, load_grid, run_sweep
+    from vaelik.cli_sweep import describe, show_sweep
+    from vaelik.sweep import expand, load_grid, run_sweep
 
     grid = load_grid(args.grid)
     if args.dry_run:
@@ -146,18 +147,25 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     out = args.out or os.path.join("sweeps", os.path.splitext(os.path.basename(args.grid))[0])
     backend = "ray" if args.address else args.backend
-    result = run_sweep(grid, out, jobs=args.jobs, threads=args.threads, backend=backend,
-                       address=args.address, progress=not args.quiet)
+    result = show_sweep(lambda on_progress: run_sweep(
+        grid, out, jobs=args.jobs, threads=args.threads, backend=backend, address=args.address,
+        on_progress=on_progress), quiet=args.quiet)
     if not args.quiet:
         print(f"wrote {os.path.join(out, 'sweep.csv')}")
     return EXIT_FAILED if result.failed else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from vaelik.cli_sweep import show_sweep
     from vaelik.demo import run_demo
 
-    result = run_demo(out=args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs,
-                      progress=not args.quiet, device=args.device)
+    result = show_sweep(lambda on_progress: run_demo(
+        out=args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs, device=args.device,
+        on_progress=on_progress), quiet=args.quiet, sweep_of=lambda demo: demo.sweep)
+    if result.report_skipped:
+        print(f"vaelik demo: report skipped ({result.report_skipped})", file=sys.stderr)
+    elif not args.quiet:
+        print(f"wrote {result.report_html} and {result.report_md}", file=sys.stderr)
     return EXIT_FAILED if result.sweep.failed else 0
 
 

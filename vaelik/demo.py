@@ -1,6 +1,6 @@
 """``vaelik demo``: the standard likelihood grid on the bundled digits, then the report.
 
-The grid (one sweep, see :mod:`vaelik.inference.sweep`), on ``digits`` with a
+The grid (one sweep, see :mod:`vaelik.sweep`), on ``digits`` with a
 VAE, for seeds ``0 .. seeds-1``:
 
 - Normal with a fixed σ ∈ {1, 0.3, 0.1} (C1, C6: σ acts as a β),
@@ -12,19 +12,20 @@ pPCA check (C8).
 The training settings (:data:`DEMO_SETTINGS`) were chosen so that the learned σ
 has converged (σ²/MSE within a few percent of 1 on the test set) while the whole
 demo runs in a few minutes on two CPU cores (``docs/sweeps.md`` has timings).
+Nothing here prints: ``vaelik demo`` shows the progress, the summary and the files.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vaelik.errors import InputError
-from vaelik.inference.sweep import Grid, SweepResult, run_sweep
+from vaelik.sweep import Grid, SweepProgress, SweepResult, run_sweep
 from vaelik.validate import check_positive_int
 
 __all__ = ["DEMO_EPOCHS", "DEMO_SETTINGS", "DemoResult", "demo_grid", "run_demo"]
@@ -46,11 +47,22 @@ OVERRIDES_ENV = "VAELIK_DEMO_OVERRIDES"
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` returns: the sweep and the report files (None if not written)."""
+    """What :func:`run_demo` returns.
+
+    Attributes
+    ----------
+    sweep : SweepResult
+        The demo's sweep.
+    report_html, report_md : Path or None
+        The report files (None if the report was skipped).
+    report_skipped : str or None
+        Why the report was not written (the analysis extra is not installed), else None.
+    """
 
     sweep: SweepResult
     report_html: Path | None
     report_md: Path | None
+    report_skipped: str | None = None
 
 
 def demo_grid(epochs: int = DEMO_EPOCHS, seeds: int = 2, device: str = "cpu",
@@ -83,8 +95,9 @@ def _env_overrides() -> dict[str, Any]:
 
 
 def run_demo(out: str | os.PathLike = "demo", epochs: int | None = None, seeds: int = 2,
-             jobs: int | None = None, progress: bool = True, device: str = "cpu",
-             overrides: dict[str, Any] | None = None) -> DemoResult:
+             jobs: int | None = None, device: str = "cpu",
+             overrides: dict[str, Any] | None = None,
+             on_progress: Callable[[SweepProgress], None] | None = None) -> DemoResult:
     """Train the demo grid into ``out`` (a sweep folder) and write ``report.html`` / ``report.md``.
 
     Re-running continues an interrupted demo: completed runs are kept.
@@ -99,17 +112,17 @@ def run_demo(out: str | os.PathLike = "demo", epochs: int | None = None, seeds: 
         Seeds per configuration (the linear run uses seed 0 only).
     jobs : int, optional
         Runs trained at once (default: the number of cores).
-    progress : bool
-        Progress bar and summary on stderr.
     device : str
         ``cpu`` or ``cuda``.
     overrides : dict, optional
         TrainConfig values applied over every run (tests use this to shrink the
         demo; so does the ``VAELIK_DEMO_OVERRIDES`` environment variable).
+    on_progress : callable, optional
+        The sweep's progress callback (see :func:`vaelik.sweep.run_sweep`).
 
     Examples
     --------
-    >>> run_demo("demo", epochs=1, seeds=1, progress=False)   # doctest: +SKIP
+    >>> run_demo("demo", epochs=1, seeds=1)   # doctest: +SKIP
     """
     epochs = DEMO_EPOCHS if epochs is None else epochs
     check_positive_int("epochs", epochs)
@@ -117,15 +130,12 @@ def run_demo(out: str | os.PathLike = "demo", epochs: int | None = None, seeds: 
     grid = demo_grid(epochs, seeds, device, {**_env_overrides(), **(overrides or {})})
     # one torch thread per process: these small networks run several times slower
     # with two threads (measured on 2 cores); --jobs sets the parallelism instead
-    sweep = run_sweep(grid, out, jobs=jobs, threads=1, progress=progress)
+    sweep = run_sweep(grid, out, jobs=jobs, threads=1, on_progress=on_progress)
     try:
         from vaelik.analysis import write_report
     except ImportError as e:  # the analysis extra may be missing
-        print(f"vaelik demo: report skipped ({e})", file=sys.stderr)
-        return DemoResult(sweep, None, None)
+        return DemoResult(sweep, None, None, report_skipped=str(e))
     out = Path(out)
     html, md = out / "report.html", out / "report.md"
     write_report(out, html, md)
-    if progress:
-        print(f"wrote {html} and {md}", file=sys.stderr)
     return DemoResult(sweep, html, md)

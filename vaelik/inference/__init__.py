@@ -1,4 +1,7 @@
-"""How models are fitted and scored: data, the SVI loop, evaluation, run directories."""
+"""How models are fitted and scored: data, the SVI loop, a fit's run lifecycle, evaluation.
+
+Sweeps over many configurations are :mod:`vaelik.sweep`, a layer above this one.
+"""
 
 from vaelik.inference.config import ELBO_NAMES, OPTIMIZERS, TrainConfig
 from vaelik.inference.data import BUILTIN_DATA, Dataset, load_data, read_idx
@@ -10,7 +13,16 @@ from vaelik.inference.evaluate import (
     mutual_information,
     ppca_check,
 )
-from vaelik.inference.svi import METRIC_COLUMNS, FitResult, build, fit, resume
+from vaelik.inference.run import (
+    METRIC_COLUMNS,
+    FitResult,
+    build,
+    evaluate_run,
+    fit,
+    load_fitted,
+    resume,
+)
+from vaelik.inference.svi import Trainer, train_epochs
 from vaelik.inference.terms import Terms, elbo_terms, split_metrics
 
 __all__ = [
@@ -25,7 +37,11 @@ __all__ = [
     "fit",
     "resume",
     "build",
+    "load_fitted",
+    "evaluate_run",
     "FitResult",
+    "Trainer",
+    "train_epochs",
     "METRIC_COLUMNS",
     "evaluate_model",
     "iwae_log_px",

@@ -1,23 +1,33 @@
-"""``checkpoint.pt``: saving and loading a run's tensors (the one torch file of a run directory).
+"""What a checkpoint holds, and putting it back: parameters, optimiser state, RNG states.
 
-Saved atomically through :mod:`vaelik.rundir`; loaded with
-``torch.load(weights_only=True)``, so a checkpoint never runs pickled code.
+A checkpoint is a dict of tensors, numbers and strings only (it loads with
+``torch.load(weights_only=True)``; writing and reading the file is
+this module too, atomically through :mod:`vaelik.rundir`): ``format``, ``config`` (the configuration as
+sorted JSON), ``epoch``, ``params`` (the unconstrained Pyro parameters by name),
+``optimizer`` (its ``state_dict``), ``rng`` (every RNG a fit draws from) and
+``metrics`` (the rows so far). Restoring all of them makes a resumed fit
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaelik.errors import InputError
+from vaelik.inference.config import TrainConfig
 from vaelik.rundir import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_KEYS", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_KEYS", "load_checkpoint", "load_params", "make_checkpoint",
+           "params_mismatch", "restore", "rng_state", "save_checkpoint", "set_rng_state"]
 
+FORMAT = 1
 #: keys every vaelik checkpoint holds
 CHECKPOINT_KEYS = frozenset({"config", "epoch", "params", "optimizer", "rng", "metrics"})
 
@@ -50,3 +60,84 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
             f"checkpoint {path} is not a vaelik checkpoint; start the run again with --overwrite"
         )
     return state
+
+
+def rng_state(gen: torch.Generator) -> dict[str, Any]:
+    """The state of every RNG a fit may draw from, as tensors and numbers only.
+
+    Those ``pyro.set_rng_seed`` seeds (torch, CUDA where present, Python's
+    ``random`` with its cached Gaussian, numpy) and ``gen``, the batch
+    generator; loadable with ``torch.load(weights_only=True)``.
+    """
+    import numpy as np
+
+    python = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
+             "python": list(python[1]), "python_gauss": python[2],
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    """Put back the RNG states that :func:`rng_state` captured."""
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["batches"])
+    random.setstate((3, tuple(state["python"]), state.get("python_gauss")))
+    if "numpy" in state:  # checkpoints written before it was stored lack it
+        n = state["numpy"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                             n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Tensor],
+                    optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int,
+                    rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint after ``epoch``: parameters ``names``/``params``, optimiser, RNGs, ``rows``."""
+    return {
+        "format": FORMAT,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "epoch": epoch,
+        "params": {n: p.detach().cpu().clone() for n, p in zip(names, params)},
+        "optimizer": optimizer.state_dict(),
+        "rng": rng_state(gen),
+        "metrics": [dict(r) for r in rows],
+    }
+
+
+def params_mismatch(stored: dict[str, torch.Tensor], names: list[str],
+                    params: list[torch.Tensor]) -> str | None:
+    """Why checkpoint tensors ``stored`` do not fit the model's parameters (None if they do)."""
+    if sorted(stored) != names:
+        return "checkpoint parameters do not match the model"
+    for n, p in zip(names, params):
+        if stored[n].shape != p.shape:
+            return (f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
+                    f"the model {tuple(p.shape)}")
+    return None
+
+
+def load_params(stored: dict[str, torch.Tensor], names: list[str],
+                params: list[torch.Tensor]) -> None:
+    """Copy the checkpoint tensors ``stored`` into the parameters (in place, on their device)."""
+    with torch.no_grad():
+        for n, p in zip(names, params):
+            p.copy_(stored[n].to(p.device))
+
+
+def restore(checkpoint: dict[str, Any], names: list[str], params: list[torch.Tensor],
+            optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    """Put parameters, optimiser state and RNG states of ``checkpoint`` back (checked first)."""
+    mismatch = params_mismatch(checkpoint["params"], names, params)
+    if mismatch:
+        raise InputError(f"{mismatch}; refusing to resume")
+    load_params(checkpoint["params"], names, params)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    set_rng_state(checkpoint["rng"], gen)

@@ -8,131 +8,35 @@ With the default ELBO (``jit-meanfield``) a step reads nothing back from the
 device but a finiteness flag: every step on CPU, where execution is synchronous
 and it costs nothing, every ``CUDA_SYNC_EVERY`` steps on CUDA. The step and its
 set-up are :class:`Trainer`, which ``benchmarks/run.py`` drives too
-(``docs/performance.md``).
+(``docs/performance.md``); :func:`train_epochs` is the epoch loop over it, with
+the end-of-epoch metrics and the divergence check. The run around the loop
+(run directory, checkpoints, RNG state, resume, evaluation) is
+:mod:`vaelik.inference.run`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import time
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
 import pyro
 import torch
 
-from vaelik.errors import DivergenceError, InputError
-from vaelik.inference.checkpoint import load_checkpoint, save_checkpoint
-from vaelik.inference.config import TrainConfig, versions
-from vaelik.inference.data import Dataset, load_data
+from vaelik.errors import DivergenceError
+from vaelik.inference.config import TrainConfig
 from vaelik.inference.elbo import guide_and_model_traces, make_elbo
 from vaelik.inference.terms import split_metrics
-from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
-from vaelik.rundir import (
-    METRICS_COLUMNS,
-    prepare_run_dir,
-    read_status,
-    write_csv,
-    write_json,
-    write_status,
-)
+from vaelik.models import VAE
 
-__all__ = ["FitResult", "fit", "resume", "build", "load_fitted", "evaluate_run", "METRIC_COLUMNS"]
+__all__ = ["CUDA_SYNC_EVERY", "NonFiniteLoss", "Trainer", "create_params", "train_epochs"]
 
-METRIC_COLUMNS = list(METRICS_COLUMNS)  # the columns of metrics.csv, spelled in vaelik.rundir.schema
 #: on CUDA, read the device-side finiteness flag every this many steps
 CUDA_SYNC_EVERY = 25
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit` returns.
-
-    Attributes
-    ----------
-    model : VAE
-        The fitted model; its Pyro parameters are active inside ``model.params()``.
-    data : Dataset
-        The data it was fitted on (train/test split).
-    config : TrainConfig
-        The resolved configuration.
-    metrics : pandas.DataFrame
-        One row per epoch and split (columns of ``metrics.csv``).
-    evaluation : dict
-        Contents of ``eval.json`` (empty if evaluation was skipped).
-    run_dir : pathlib.Path or None
-        Where the run directory was written.
-    status : str
-        ``completed`` or ``failed: ...``.
-    """
-
-    model: VAE
-    data: Dataset
-    config: TrainConfig
-    metrics: pd.DataFrame
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    run_dir: Path | None = None
-    status: str = "completed"
-
-
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
-def build(config: TrainConfig) -> tuple[Dataset, VAE]:
-    """Check ``config``, load the data and build the (untrained) model.
-
-    Raises
-    ------
-    InputError
-        For any bad field, data problem, or data outside the likelihood's support.
-    """
-    config.check()
-    _device(config.device)  # before anything is written: --device cuda without CUDA is bad input
-    likelihood = get_likelihood(config.likelihood, **config.likelihood_kwargs())
-    data = load_data(
-        config.data,
-        seed=config.seed,
-        test_fraction=config.test_fraction,
-        key=config.data_key,
-        options=config.data_options,
-    )
-    likelihood.check_data(data.train)
-    likelihood.check_data(data.test)
-    if config.init_scale is None and isinstance(likelihood, LocationScaleLikelihood):
-        likelihood.init_scale = max(_spread(likelihood, data.train), 2 * likelihood.min_scale)
-    n_train = data.train.shape[0]
-    if config.batch_size > n_train:
-        raise InputError(
-            f"batch-size {config.batch_size} is larger than the training set ({n_train} rows); "
-            f"use --batch-size {n_train} or less"
-        )
-    # the initial weights come from the seed, not from whatever the global RNG holds
-    # (two fits with one seed in one process are the same fit); the global RNG is left as it was
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_model(config.model, likelihood, data.dim, config.latent_dim,
-                            config.hidden_dim)
-    return data, model
-
-
-def _spread(likelihood: LocationScaleLikelihood, x: torch.Tensor) -> float:
-    """The ML scale of a decoder that predicts the per-dimension mean of ``x``.
-
-    Families without an ``optimal_scale`` (user subclasses) get the RMS deviation.
-    """
-    mean = x.mean(0, keepdim=True).expand_as(x)
-    try:
-        return float(likelihood.optimal_scale(x, mean).squeeze())
-    except NotImplementedError:
-        return float((x - mean).pow(2).mean().sqrt())
+#: what the divergence error suggests (not written into the run's status)
+DIVERGENCE_ADVICE = "; lower --lr, use --optimizer clipped-adam, or raise --min-scale"
 
 
 def _off_rng_stream(device: torch.device):
@@ -140,9 +44,13 @@ def _off_rng_stream(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def _create_params(model: VAE, x: torch.Tensor, idx: torch.Tensor, num_data: int):
-    """Create every Pyro parameter of ``model`` (one guide and model trace, off the RNG
-    stream); return the sorted names and the unconstrained tensors."""
+def create_params(model: VAE, x: torch.Tensor, idx: torch.Tensor,
+                  num_data: int) -> tuple[list[str], list[torch.Tensor]]:
+    """Create every Pyro parameter of ``model``; return the sorted names and unconstrained tensors.
+
+    One trace of guide and model on the batch ``x`` (rows ``idx`` of ``num_data``),
+    off the RNG stream. Call inside ``model.params()``.
+    """
     with _off_rng_stream(x.device):
         guide_and_model_traces(model.model, model.guide, x, idx, num_data=num_data)
     return _param_names_and_tensors()
@@ -190,7 +98,7 @@ class Trainer:
         device = x_train.device
         self.sync_every = 1 if device.type == "cpu" else CUDA_SYNC_EVERY
         idx0 = torch.arange(self.batch, device=device)
-        self.names, self.params = _create_params(model, x_train[idx0], idx0, self.n)
+        self.names, self.params = create_params(model, x_train[idx0], idx0, self.n)
         if config.elbo.startswith("jit"):  # record once now, off the training RNG stream
             with _off_rng_stream(device), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -228,226 +136,25 @@ class Trainer:
         return None
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    """Every RNG a fit may draw from (those ``pyro.set_rng_seed`` seeds, and the batch
-    generator), as tensors and numbers only (``torch.load(weights_only=True)``)."""
-    import numpy as np
 
-    python = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "batches": gen.get_state(),
-             "python": list(python[1]), "python_gauss": python[2],
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached": float(cached)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+class NonFiniteLoss(DivergenceError):
+    """The ELBO became non-finite during :func:`train_epochs`.
 
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["batches"])
-    random.setstate((3, tuple(state["python"]), state.get("python_gauss")))
-    if "numpy" in state:  # checkpoints written before it was stored lack it
-        n = state["numpy"]
-        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                             n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _config_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
-    record = config.to_dict()
-    record["data_info"] = data.info()
-    record["versions"] = versions()
-    return record
-
-
-def fit(
-    config: TrainConfig,
-    out: str | Path | None = None,
-    *,
-    progress: bool = True,
-    overwrite: bool = False,
-    evaluate: bool = True,
-) -> FitResult:
-    """Fit a model with SVI and (if ``out`` is given) write its run directory.
-
-    Parameters
-    ----------
-    config : TrainConfig
-        What to fit; checked before anything is written.
-    out : path, optional
-        Run directory to write (``config.json``, ``metrics.csv``, ``checkpoint.pt``
-        every epoch, ``eval.json`` etc. at the end, ``status`` last).
-    progress : bool
-        Show a progress bar on stderr.
-    overwrite : bool
-        Replace a run already in ``out``.
-    evaluate : bool
-        Run the final evaluation (IWAE log p(x), MI, ...) and write ``eval.json``.
-
-    Returns
-    -------
-    FitResult
-
-    Raises
-    ------
-    InputError
-        Bad configuration or data (nothing is written).
-    DivergenceError
-        Non-finite ELBO; the run is marked ``failed`` and keeps its last good
-        checkpoint.
-
-    Examples
-    --------
-    >>> from vaelik.inference import TrainConfig, fit
-    >>> result = fit(TrainConfig(data="digits", likelihood="normal", scale="learned",
-    ...                          epochs=2), progress=False)
+    ``reason`` says where (epoch and step) and the last finite values; the
+    message adds what to try (:data:`DIVERGENCE_ADVICE`).
     """
-    data, model = build(config)
-    run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
-    if run_dir is not None:
-        write_json(run_dir / "config.json", _config_record(config, data))
-        write_status(run_dir, "running")
-    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate)
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason + DIVERGENCE_ADVICE)
+        self.reason = reason
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> FitResult:
-    """Continue a run from its last checkpoint with the configuration stored in it.
+def _divergence(epoch: int, step: int, rows: list[dict[str, Any]], where: str = "") -> NonFiniteLoss:
+    """The error for a non-finite loss at ``epoch``/``step`` after the metric ``rows`` so far.
 
-    Raises
-    ------
-    InputError
-        Missing folder/config, missing, truncated or foreign checkpoint, or a
-        run that is already complete. Nothing in the folder is changed then.
-    """
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    if read_status(run_dir) == "completed":
-        raise InputError(
-            f"run {run_dir} is already completed; nothing to resume (to train longer, start a "
-            "new run with more --epochs)"
-        )
-    data, model = build(config)
-    checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
-    if checkpoint.get("config") != json.dumps(config.to_dict(), sort_keys=True):
-        raise InputError(
-            f"checkpoint in {run_dir} was written by another configuration than its "
-            "config.json; refusing to resume (start the run again with --overwrite)"
-        )
-    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
-                  checkpoint=checkpoint)
-
-
-def _train(
-    config: TrainConfig,
-    data: Dataset,
-    model: VAE,
-    run_dir: Path | None,
-    *,
-    progress: bool,
-    evaluate: bool,
-    checkpoint: dict[str, Any] | None = None,
-) -> FitResult:
-    from tqdm.auto import tqdm
-
-    device = _device(config.device)
-    pyro.set_rng_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    model.to(device)
-    x_train, x_test = data.train.to(device), data.test.to(device)
-    n_train, batch = x_train.shape[0], config.batch_size
-    steps = n_train // batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
-    rows: list[dict[str, Any]] = []
-    start_epoch = 1
-    with model.params(), warnings.catch_warnings():
-        # a non-finite loss is detected and reported by vaelik itself (_diverged); Pyro's own
-        # "Encountered NaN/inf" warnings would only add lines before that one message
-        warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]?inf)", category=UserWarning)
-        trainer = Trainer(config, model, x_train)
-        names, params, optimizer = trainer.names, trainer.params, trainer.optimizer
-        if checkpoint is not None:
-            _restore(checkpoint, names, params, optimizer, gen)
-            rows = list(checkpoint["metrics"])
-            start_epoch = int(checkpoint["epoch"]) + 1
-            if run_dir is not None:  # accepted: from here on the resume may change the folder
-                _resumed(run_dir)
-        bar = tqdm(
-            range(start_epoch, config.epochs + 1),
-            desc=config.name or f"{config.likelihood}/{config.scale}",
-            disable=not progress, leave=False, unit="epoch", initial=start_epoch - 1,
-            total=config.epochs,
-        )
-        try:
-            for epoch in bar:
-                tick = time.perf_counter()
-                perm = torch.randperm(n_train, generator=gen).to(device)
-                bad_step = trainer.run(perm, 0, steps)
-                if bad_step is not None:
-                    _diverged(run_dir, epoch, bad_step, rows)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds = time.perf_counter() - tick
-                epoch_rows = []
-                for split, x in (("train", x_train), ("test", x_test)):
-                    m = split_metrics(model, x)
-                    epoch_rows.append({"epoch": epoch, "split": split, **m, "seconds": seconds})
-                if not all(math.isfinite(r["elbo"]) for r in epoch_rows):
-                    _diverged(run_dir, epoch, steps, rows, where="in the end-of-epoch metrics")
-                rows.extend(epoch_rows)
-                test_row = epoch_rows[1]
-                postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
-                if test_row["scale"] is not None:
-                    postfix["scale"] = f"{test_row['scale']:.4f}"
-                bar.set_postfix(postfix)
-                if run_dir is not None:
-                    write_csv(run_dir / "metrics.csv", pd.DataFrame(rows, columns=METRIC_COLUMNS))
-                    save_checkpoint(
-                        run_dir / "checkpoint.pt",
-                        _checkpoint(config, names, params, optimizer, gen, epoch, rows),
-                    )
-        except KeyboardInterrupt:
-            if run_dir is not None:
-                write_status(run_dir, "interrupted")
-            raise
-        except DivergenceError:
-            raise
-        except Exception as e:
-            if run_dir is not None:
-                write_status(run_dir, f"failed: {type(e).__name__}: {e}")
-            raise
-        finally:
-            bar.close()
-        metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-        result = FitResult(model=model, data=data, config=config, metrics=metrics, run_dir=run_dir)
-        if evaluate:
-            from vaelik.inference.evaluate import evaluate_model
-
-            try:
-                result.evaluation = evaluate_model(model, data, config, run_dir=run_dir)
-            except BaseException as e:
-                if run_dir is not None:  # the training is kept (checkpoint.pt, metrics.csv)
-                    reason = "interrupted" if isinstance(e, KeyboardInterrupt) else (
-                        f"failed: final evaluation: {type(e).__name__}: {e}; the trained model "
-                        f"is kept, rerun it with `vaelik evaluate {run_dir}`")
-                    write_status(run_dir, reason)
-                raise
-    if run_dir is not None:
-        write_status(run_dir, "completed")
-    return result
-
-
-def _diverged(
-    run_dir: Path | None, epoch: int, step: int, rows: list[dict[str, Any]], where: str = ""
-) -> None:
-    """Mark the run ``failed: ...`` (the last epoch's checkpoint stays) and raise.
-
-    The message names the epoch and step where the loss stopped being finite
-    (``where`` says if it was found elsewhere, e.g. in the end-of-epoch metrics)
-    and the last finite values: the train ELBO, recon and KL of the last epoch.
+    It names the epoch and step where the loss stopped being finite (``where`` says
+    if it was found elsewhere, e.g. in the end-of-epoch metrics) and the last finite
+    values: the train ELBO, recon and KL of the last epoch.
     """
     last = [r for r in rows if r["split"] == "train"]
     if last:
@@ -457,118 +164,93 @@ def _diverged(
     else:
         finite = "no epoch finished before it"
     at = f"epoch {epoch}, step {step}" + (f" ({where})" if where else "")
-    message = f"ELBO diverged (non-finite) at {at}; {finite}"
-    if run_dir is not None:
-        kept = "; last good checkpoint kept" if (run_dir / "checkpoint.pt").exists() else ""
-        write_status(run_dir, f"failed: {message}{kept}")
-    raise DivergenceError(message + "; lower --lr, use --optimizer clipped-adam, or raise --min-scale")
+    return NonFiniteLoss(f"ELBO diverged (non-finite) at {at}; {finite}")
 
 
-def _checkpoint(config, names, params, optimizer, gen, epoch, rows) -> dict[str, Any]:
-    return {
-        "format": 1,
-        "config": json.dumps(config.to_dict(), sort_keys=True),
-        "epoch": epoch,
-        "params": {n: p.detach().cpu().clone() for n, p in zip(names, params)},
-        "optimizer": optimizer.state_dict(),
-        "rng": _rng_state(gen),
-        "metrics": [dict(r) for r in rows],
-    }
+def train_epochs(
+    trainer: Trainer,
+    model: VAE,
+    x_train: torch.Tensor,
+    x_test: torch.Tensor,
+    gen: torch.Generator,
+    *,
+    first: int,
+    last: int,
+    rows: list[dict[str, Any]],
+    on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train epochs ``first .. last`` (1-based, inclusive); return the metric rows.
 
+    Each epoch draws one permutation of the training rows from ``gen``, takes
+    ``N // batch_size`` full-batch steps (the plate scale N/B stays fixed:
+    JIT-safe) and appends one row per split (``train``, ``test``) to ``rows``
+    with the epoch's :func:`~vaelik.inference.terms.split_metrics` and its
+    seconds; then ``on_epoch(epoch, rows)`` runs (the caller writes its files).
+    Call inside ``model.params()``, with the RNG state the epochs should consume.
 
-def _resumed(run_dir: Path) -> None:
-    """Mark a run whose resume was accepted ``running`` and drop the temporary files
-    a killed process may have left (``.<file>.<random>.tmp``, see ``atomic_write_bytes``)."""
-    for tmp in run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-    write_status(run_dir, "running")
+    Parameters
+    ----------
+    trainer : Trainer
+        The step, set up on ``x_train``.
+    model : VAE
+        The model ``trainer`` trains (for the end-of-epoch metrics).
+    x_train, x_test : torch.Tensor
+        The splits on the device, shapes ``(N, d)`` and ``(N_test, d)``.
+    gen : torch.Generator
+        The CPU generator of the batch permutations.
+    first, last : int
+        The epochs to run (``first > last``: none).
+    rows : list of dict
+        Rows of earlier epochs (a resumed run); extended in place.
+    on_epoch : callable, optional
+        Called after each epoch with the epoch number and all rows.
+    progress : bool
+        Show a progress bar on stderr (``desc`` its label).
 
+    Returns
+    -------
+    list of dict
+        ``rows``, with two more per epoch.
 
-def _params_mismatch(stored: dict[str, torch.Tensor], names, params) -> str | None:
-    """Why checkpoint tensors ``stored`` do not fit the model's parameters (None if they do)."""
-    if sorted(stored) != names:
-        return "checkpoint parameters do not match the model"
-    for n, p in zip(names, params):
-        if stored[n].shape != p.shape:
-            return (f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
-                    f"the model {tuple(p.shape)}")
-    return None
-
-
-def _load_params(stored: dict[str, torch.Tensor], names, params) -> None:
-    with torch.no_grad():
-        for n, p in zip(names, params):
-            p.copy_(stored[n].to(p.device))
-
-
-def _restore(checkpoint, names, params, optimizer, gen) -> None:
-    mismatch = _params_mismatch(checkpoint["params"], names, params)
-    if mismatch:
-        raise InputError(f"{mismatch}; refusing to resume")
-    _load_params(checkpoint["params"], names, params)
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    _set_rng_state(checkpoint["rng"], gen)
-
-
-def _read_config(run_dir: Path) -> TrainConfig:
-    try:
-        stored = json.loads((run_dir / "config.json").read_text())
-    except FileNotFoundError:
-        raise InputError(
-            f"{run_dir} is not a run directory (no config.json); give a folder that "
-            "`vaelik train --out` wrote"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {run_dir / 'config.json'}: {e}") from None
-    if not isinstance(stored, dict):
-        raise InputError(f"{run_dir / 'config.json'} is not a configuration object")
-    return TrainConfig.from_dict(stored)
-
-
-def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
-    """Rebuild a fitted model from a run directory's ``config.json`` and ``checkpoint.pt``.
-
-    The returned ``FitResult.model`` has its parameters in ``model.param_state``
-    (use ``with result.model.params(): ...``); ``metrics`` is read from
-    ``metrics.csv`` and ``evaluation`` from ``eval.json`` where present.
+    Raises
+    ------
+    NonFiniteLoss
+        A non-finite loss in a step (the optimiser did not step on it) or in the
+        end-of-epoch metrics; ``rows`` then ends at the last finite epoch.
     """
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    if device is not None:
-        config.device = device
-    data, model = build(config)
-    dev = _device(config.device)
-    model.to(dev)
-    checkpoint = load_checkpoint(run_dir / "checkpoint.pt", map_location=config.device)
-    x = data.train[: config.batch_size].to(dev)
-    idx = torch.arange(x.shape[0], device=dev)
-    with model.params():
-        names, params = _create_params(model, x, idx, data.train.shape[0])
-        if _params_mismatch(checkpoint["params"], names, params):
-            raise InputError(
-                f"checkpoint in {run_dir} does not match its config.json (other parameters or "
-                "shapes); was one of them replaced?"
-            )
-        _load_params(checkpoint["params"], names, params)
-    metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
-    evaluation = {}
-    if (run_dir / "eval.json").exists():
-        evaluation = json.loads((run_dir / "eval.json").read_text())
-    return FitResult(model=model, data=data, config=config, metrics=metrics,
-                     evaluation=evaluation, run_dir=run_dir,
-                     status=read_status(run_dir) or "unknown")
+    from tqdm.auto import tqdm
 
-
-def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict[str, Any]:
-    """Re-run the final evaluation of a run directory and rewrite ``eval.json`` & co."""
-    from vaelik.inference.evaluate import evaluate_model
-
-    result = load_fitted(run_dir)
-    if iwae_samples is not None:
-        from vaelik.validate import check_positive_int
-
-        check_positive_int("iwae-samples", iwae_samples)
-    pyro.set_rng_seed(result.config.seed)
-    with result.model.params():
-        return evaluate_model(result.model, result.data, result.config, run_dir=result.run_dir,
-                              num_samples=iwae_samples)
+    device = x_train.device
+    n_train = x_train.shape[0]
+    steps = n_train // trainer.batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
+    bar = tqdm(range(first, last + 1), desc=desc, disable=not progress, leave=False,
+               unit="epoch", initial=first - 1, total=last)
+    try:
+        for epoch in bar:
+            tick = time.perf_counter()
+            perm = torch.randperm(n_train, generator=gen).to(device)
+            bad_step = trainer.run(perm, 0, steps)
+            if bad_step is not None:
+                raise _divergence(epoch, bad_step, rows)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - tick
+            epoch_rows = []
+            for split, x in (("train", x_train), ("test", x_test)):
+                m = split_metrics(model, x)
+                epoch_rows.append({"epoch": epoch, "split": split, **m, "seconds": seconds})
+            if not all(math.isfinite(r["elbo"]) for r in epoch_rows):
+                raise _divergence(epoch, steps, rows, where="in the end-of-epoch metrics")
+            rows.extend(epoch_rows)
+            test_row = epoch_rows[1]
+            postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
+            if test_row["scale"] is not None:
+                postfix["scale"] = f"{test_row['scale']:.4f}"
+            bar.set_postfix(postfix)
+            if on_epoch is not None:
+                on_epoch(epoch, rows)
+    finally:
+        bar.close()
+    return rows

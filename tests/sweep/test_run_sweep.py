@@ -1,7 +1,8 @@
-"""Sweeps: grid expansion and names, bad grid files, re-runs after failure, SIGINT and SIGKILL, Ray."""
+"""Running sweeps: failures recorded, re-runs, the folder and run locks, SIGINT and SIGKILL, Ray."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,139 +13,93 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
+from sweep_fixtures import TINY
+from sweep_fixtures import write_grid as _write
 
 from vaelik.cli import main
+from vaelik.errors import InputError
 from vaelik.rundir import read_status
-from vaelik.inference.sweep import (
-    GRID_KEYS,
-    Grid,
-    expand,
-    grid_from_dict,
-    grid_to_toml,
-    load_grid,
-    run_sweep,
-)
-
-BRIEF_GRID = """\
-data = "digits"
-epochs = 20
-[grid]
-likelihood = ["normal", "laplace"]
-scale = ["learned", 0.1]
-seed = [0, 1]
-"""
-
-#: settings that make one run take about a second
-TINY = 'data = "digits"\nhidden_dim = 16\niwae_samples = 8\nbatch_size = 256\n'
-
-
-def _write(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+from vaelik.sweep import RunOutcome, SweepInterrupted, SweepProgress, SweepResult, run_sweep
 
 
 def _mtimes(folder: Path, names) -> dict[str, int]:
     return {n: (folder / n / "eval.json").stat().st_mtime_ns for n in names}
 
 
-# -- expansion and names ------------------------------------------------------------------
+# -- locks, and what the CLI prints -----------------------------------------------------------
 
 
-def test_brief_grid_expands_to_eight_named_runs(tmp_path):
-    expansion = expand(load_grid(_write(tmp_path, BRIEF_GRID)))
-    assert len(expansion) == 8
-    assert {r.name for r in expansion.runs} == {
-        f"{lik}-{scale}-s{seed}" for lik in ("normal", "laplace")
-        for scale in ("learned", "0.1") for seed in (0, 1)
-    }
-    run = next(r for r in expansion.runs if r.name == "laplace-0.1-s1")
-    assert run.config["scale"] == 0.1 and run.config["epochs"] == 20 and run.config["seed"] == 1
-    assert run.train_config().check().name == "laplace-0.1-s1"
-
-
-def test_family_without_scale_ignores_the_scale_axis(tmp_path):
-    text = BRIEF_GRID.replace('["normal", "laplace"]', '["normal", "bernoulli", "cbernoulli"]')
-    expansion = expand(load_grid(_write(tmp_path, text)))
-    names = [r.name for r in expansion.runs]
-    assert len(names) == 4 + 2 + 2  # normal 2 scales x 2 seeds; each scale-less family 2 seeds
-    assert "bernoulli-s0" in names and "cbernoulli-s1" in names
-    assert all(r.config["scale"] is None for r in expansion.runs if "bernoulli" in r.name)
-    assert any("no scale" in n and "4 duplicate" in n for n in expansion.notes)
-
-
-def test_dry_run_prints_grid_size_and_note(tmp_path, capsys):
-    text = BRIEF_GRID.replace('["normal", "laplace"]', '["normal", "bernoulli"]')
-    assert main(["sweep", str(_write(tmp_path, text)), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "normal-learned-s0" in out and "bernoulli-s1" in out
-    assert "6 configurations" in out and "scale axis is ignored" in out
-
-
-def test_names_are_stable_and_independent_of_key_order(tmp_path):
-    reordered = ('epochs = 20\ndata = "digits"\n[grid]\nseed = [0, 1]\nscale = ["learned", 0.1]\n'
-                 'likelihood = ["normal", "laplace"]\n')
-    a = expand(load_grid(_write(tmp_path, BRIEF_GRID, "a.toml")))
-    b = expand(load_grid(_write(tmp_path, reordered, "b.toml")))
-    assert sorted(r.name for r in a.runs) == sorted(r.name for r in b.runs)
-    assert [r.name for r in a.runs] == [r.name for r in expand(load_grid(tmp_path / "a.toml")).runs]
-
-
-def test_extra_configurations_and_varying_keys_in_names(tmp_path):
-    text = BRIEF_GRID + ('[[extra]]\nlikelihood = "normal"\nscale = "learned"\nmodel = "linear"\n'
-                         'latent_dim = 4\nseed = 0\n')
-    names = [r.name for r in expand(load_grid(_write(tmp_path, text))).runs]
-    assert len(names) == 9
-    # model and latent_dim vary only through the extra: only its name shows them
-    assert "normal-learned-s0" in names and "normal-learned-linear-z4-s0" in names
-    grid_only = [r.name for r in expand(load_grid(_write(tmp_path, BRIEF_GRID, "g.toml"))).runs]
-    assert set(grid_only) <= set(names)  # adding an extra renames nothing
-
-
-def test_names_are_path_safe_and_unique():
-    grid = Grid(base={"epochs": 1},
-                axes={"data": ["../my data/x.npz", "/other/x.npz", "y z.npy"], "seed": [0]})
-    runs = expand(grid).runs
-    names = [r.name for r in runs]
-    assert len(set(names)) == 3
-    for name in names:
-        assert name and not name.startswith(".") and ".." not in name and "/" not in name
-        assert all(c.isalnum() or c in "._-" for c in name) and len(name) <= 80
-    # the two x.npz files give the same readable stem: a hash suffix keeps them apart
-    assert sum(n.startswith("x-s0-") for n in names) == 2
-
-
-def test_grid_to_toml_round_trips():
-    grid = Grid(base={"data": "digits", "epochs": 3, "data_options": {"sigma": 0.1}},
-                axes={"scale": [1.0, "learned"], "seed": [0, 1]},
-                extra=[{"likelihood": "bernoulli", "seed": 0}])
-    import tomllib
-
-    again = grid_from_dict(tomllib.loads(grid_to_toml(grid)))
-    assert [r.name for r in expand(again).runs] == [r.name for r in expand(grid).runs]
-
-
-# -- bad grid files: exit 2, one line ------------------------------------------------------
-
-
-@pytest.mark.parametrize("text, expected", [
-    (None, "not found"),
-    ("data = \n", "not valid TOML"),
-    (BRIEF_GRID + "colour = 3\n", "unknown key 'colour'"),
-    ('data = "digits"\n[grid]\nlatent_size = [2, 4]\n', "unknown key 'latent_size'"),
-    ('data = "digits"\n', "nothing to run"),
-    ('data = "digits"\n[grid]\nseed = []\n', "empty list"),
-])
-def test_bad_grid_file_is_one_line_and_exit_2(tmp_path, capsys, text, expected):
-    path = tmp_path / "grid.toml"
-    if text is not None:
-        path.write_text(text)
-    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+def test_second_sweep_on_a_folder_in_use_is_refused(tmp_path, capsys):
+    """While another sweep holds the folder's lock, a sweep stops at once, writing nothing."""
+    grid = _write(tmp_path, TINY + 'epochs = 1\n[grid]\nseed = [0, 1]\n')
+    out = tmp_path / "sweep"
+    out.mkdir()
+    with FileLock(out / ".sweep.lock", timeout=0):  # the other sweep
+        with pytest.raises(InputError, match="in use by another `vaelik sweep`"):
+            run_sweep(grid, out)
+        assert main(["sweep", str(grid), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert expected in err and err.count("\n") == 1, err
-    if "unknown key" in expected:
-        assert all(k in err for k in GRID_KEYS)
-    assert not (tmp_path / "out").exists()
+    assert "in use by another" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == [".sweep.lock"]
+
+
+def test_a_run_whose_lock_is_held_is_reported_busy(tmp_path, monkeypatch):
+    """A worker waits for the run's lock (an orphan of a killed sweep may hold it); when it
+    does not come free in time the run is ``failed: busy`` and its folder is untouched."""
+    from vaelik.sweep import worker
+
+    monkeypatch.setattr(worker, "RUN_LOCK_TIMEOUT", 0)
+    lock = worker.run_lock_path(tmp_path, "r")
+    lock.parent.mkdir()
+    config = {"data": "digits", "epochs": 1}
+    with FileLock(lock, timeout=0):
+        outcome = worker.execute("r", config, str(tmp_path / "r"), str(lock))
+    assert outcome.status == "failed" and outcome.reason.startswith("busy:")
+    assert not (tmp_path / "r").exists()
+
+
+def _result(tmp_path):
+    table = pd.DataFrame([
+        {"run": "a-s0", "status": "completed", "reason": ""},
+        {"run": "b-s0", "status": "failed", "reason": "latent-dim must be an integer >= 1"},
+        {"run": "c-s0", "status": "interrupted", "reason": ""},
+    ])
+    results = {"a-s0": RunOutcome("a-s0", "completed", seconds=1.0),
+               "b-s0": RunOutcome("b-s0", "failed", "latent-dim must be an integer >= 1", 0.1)}
+    return SweepResult(out=tmp_path, table=table, results=results, notes=["x has no scale"],
+                       seconds=2.5)
+
+
+def test_cli_prints_notes_and_summary(tmp_path):
+    from vaelik.cli_sweep import print_notes, print_summary
+
+    stream = io.StringIO()
+    result = _result(tmp_path)
+    print_notes(result, stream)
+    print_summary(result, stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "note: x has no scale"
+    assert lines[1] == "sweep: 1/3 completed (1 this time), 1 failed, 1 interrupted in 2.5 s"
+    assert lines[2].split() == ["b-s0", "failed", "latent-dim", "must", "be", "an", "integer",
+                                ">=", "1"]
+    assert lines[3].split() == ["c-s0", "interrupted"]
+    assert result.failed == ["b-s0"]
+
+
+def test_cli_shows_the_summary_of_an_interrupted_sweep(tmp_path, capsys):
+    from vaelik.cli_sweep import show_sweep
+
+    def interrupted(on_progress):
+        on_progress(SweepProgress(total=3, done=1))
+        raise SweepInterrupted(_result(tmp_path))
+
+    with pytest.raises(KeyboardInterrupt):
+        show_sweep(interrupted, quiet=True)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SweepInterrupted):
+        show_sweep(interrupted)
+    assert "sweep: 1/3 completed" in capsys.readouterr().err
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -170,9 +125,18 @@ def test_jobs_2_failing_config_recorded_and_rerun_skips_completed(tmp_path, caps
         assert json.loads((out / name / "config.json").read_text())["name"] == name
 
     before = _mtimes(out, ok)
-    result = run_sweep(grid, out, jobs=2, progress=False)
+    capsys.readouterr()
+    reports: list[SweepProgress] = []
+    result = run_sweep(grid, out, jobs=2, on_progress=reports.append)
     assert set(result.results) == set(bad)  # only the failed ones were tried again
     assert _mtimes(out, ok) == before
+    assert sorted(result.failed) == sorted(bad)
+    assert all(result.results[n].status == "failed" for n in bad)
+    # progress: one report before the first run (2 complete of 4), then per start and outcome
+    assert (reports[0].total, reports[0].done, reports[0].running, reports[0].outcome) == (4, 2, (), None)
+    assert sorted(r.outcome.name for r in reports if r.outcome is not None) == sorted(bad)
+    assert reports[-1].done == 4 and reports[-1].running == ()
+    assert capsys.readouterr() == ("", "")  # the library prints nothing
 
 
 def _spawn_sweep(grid: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
@@ -184,7 +148,11 @@ def _spawn_sweep(grid: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     )
 
 
-def _wait_until(predicate, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+#: a safety net only: the tests wait for files, and a loaded machine may be slow to write them
+WAIT_LIMIT = 900.0
+
+
+def _wait_until(predicate, timeout: float = WAIT_LIMIT, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc is not None and proc.poll() is not None:
@@ -233,9 +201,9 @@ def test_sigkill_then_rerun_finishes_without_redoing_completed(tmp_path):
     assert read_status(out / "s1") != "completed"  # half-way: not counted as complete
     before = _mtimes(out, ["s0"])
     # the orphaned worker notices its parent is gone and exits; the re-run waits for its lock
-    result = run_sweep(grid, out, jobs=1, progress=False)
+    result = run_sweep(grid, out, jobs=1)
     assert set(result.results) == {"s1", "s2"}  # exactly the runs not complete were trained
-    assert result.results["s1"]["resumed"] is True  # continued from its checkpoint
+    assert result.results["s1"].resumed is True  # continued from its checkpoint
     assert all(read_status(out / n) == "completed" for n in names)
     assert _mtimes(out, ["s0"]) == before
     table = pd.read_csv(out / "sweep.csv")
@@ -271,7 +239,7 @@ def test_ray_local_backend(tmp_path):
     grid = _write(tmp_path, TINY + 'epochs = 2\n[grid]\nlikelihood = ["normal", "laplace"]\n'
                                    'latent_dim = [2, 0]\n')
     out = tmp_path / "sweep"
-    result = run_sweep(grid, out, backend="ray", address="local", jobs=2, progress=False)
+    result = run_sweep(grid, out, backend="ray", address="local", jobs=2)
     table = result.table.set_index("run")
     assert len(table) == 4
     assert (table.loc[["normal-z2-s0", "laplace-z2-s0"], "status"] == "completed").all()

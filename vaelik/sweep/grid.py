@@ -4,7 +4,7 @@ A grid file names fixed values at the top level, the values to cross in a
 ``[grid]`` table and, optionally, explicit extra configurations in ``[[extra]]``
 tables (see ``docs/sweeps.md``). :func:`expand` turns it into a list of
 :class:`SweepRun` (each a full :class:`~vaelik.inference.TrainConfig` and a
-stable, path-safe run name). Running them is :mod:`vaelik.inference.sweep`.
+stable, path-safe run name). Running them is :func:`vaelik.sweep.run_sweep`.
 """
 
 from __future__ import annotations

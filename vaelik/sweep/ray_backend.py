@@ -1,4 +1,4 @@
-"""The Ray backend of :func:`vaelik.inference.sweep.run_sweep` (``--backend ray``).
+"""The Ray backend of :func:`vaelik.sweep.run_sweep` (``--backend ray``).
 
 Each configuration is one Ray task. The task trains into a temporary folder on
 whichever node runs it and returns the run directory's files as bytes, so the
@@ -24,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from vaelik.errors import InputError
-from vaelik.rundir import atomic_write_bytes, read_status
-from vaelik.inference.grid import SweepRun
-from vaelik.inference.sweep import _can_resume, _Progress, train_one
+from vaelik.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    STATUS_FILE,
+    Status,
+    atomic_write_bytes,
+    read_status,
+)
+from vaelik.sweep.grid import SweepRun
+from vaelik.sweep.worker import RunOutcome, can_resume, train_one
 
 __all__ = ["import_ray", "run_ray"]
 
 #: files of a run directory sent with a task so that it can resume
-RESUME_FILES = ("config.json", "metrics.csv", "checkpoint.pt", "status")
+RESUME_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, STATUS_FILE)
 
 
 def import_ray():
@@ -78,17 +86,21 @@ def write_files(run_dir: Path, files: dict[str, bytes]) -> None:
 
 
 def _seed_files(run: SweepRun, run_dir: Path) -> dict[str, bytes]:
-    if read_status(run_dir) == "completed" or not _can_resume(run_dir, run.config):
+    if read_status(run_dir) == Status.COMPLETED or not can_resume(run_dir, run.config):
         return {}
     return {f: (run_dir / f).read_bytes() for f in RESUME_FILES if (run_dir / f).is_file()}
 
 
 def run_ray(todo: list[SweepRun], out: Path, *, address: str | None, jobs: int | None,
-            progress: bool, total: int, record: Callable[[dict[str, Any]], None],
+            started: Callable[[str], None], record: Callable[[RunOutcome], None],
             cpus_per_task: int = 1) -> None:
-    """Send ``todo`` to a Ray cluster and write each returned run into ``out``."""
+    """Send ``todo`` to a Ray cluster and write each returned run into ``out``.
+
+    ``started(name)`` is called when a run's task is submitted, ``record(outcome)``
+    when it comes back; ``jobs`` is the CPU count of a local cluster.
+    """
     ray = import_ray()
-    started = False
+    initialised = False
     if not ray.is_initialized():
         if address in (None, "", "local"):
             ray.init(num_cpus=jobs or os.cpu_count() or 1, include_dashboard=False,
@@ -98,15 +110,14 @@ def run_ray(todo: list[SweepRun], out: Path, *, address: str | None, jobs: int |
                 ray.init(address=address, log_to_driver=False)
             except ConnectionError as e:
                 raise InputError(f"cannot connect to the Ray cluster at {address}: {e}") from None
-        started = True
+        initialised = True
     task = ray.remote(num_cpus=cpus_per_task, max_retries=0)(remote_train)
-    bar = _Progress(total, total - len(todo), progress)
     refs: dict[Any, SweepRun] = {}
     try:
         for run in todo:
             ref = task.remote(run.name, run.config, _seed_files(run, out / run.name), cpus_per_task)
             refs[ref] = run
-            bar.start(run.name)
+            started(run.name)
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             run = refs.pop(done[0])
@@ -114,19 +125,15 @@ def run_ray(todo: list[SweepRun], out: Path, *, address: str | None, jobs: int |
                 payload = ray.get(done[0])
             except Exception as e:  # noqa: BLE001 - a lost node or a crashed worker
                 msg = (str(e).strip().splitlines() or [""])[-1]
-                record({"name": run.name, "status": "failed", "seconds": None,
-                        "resumed": False, "reason": f"ray task failed: {type(e).__name__}: {msg}"})
+                record(RunOutcome(run.name, "failed", f"ray task failed: {type(e).__name__}: {msg}"))
             else:
                 write_files(out / run.name, payload["files"])
                 record(payload["outcome"])
-            bar.finish(run.name)
     except KeyboardInterrupt:
         for ref, run in refs.items():
             ray.cancel(ref, force=True)
-            record({"name": run.name, "status": "interrupted", "reason": "interrupted",
-                    "seconds": None, "resumed": False})
+            record(RunOutcome(run.name, Status.INTERRUPTED, Status.INTERRUPTED))
         raise
     finally:
-        bar.close()
-        if started:
+        if initialised:
             ray.shutdown()

@@ -1,0 +1,279 @@
+"""Running a sweep: :func:`run_sweep` trains what is not complete yet, re-runnably.
+
+Each configuration of the grid is trained into its own run directory under the
+sweep folder, in ``jobs`` spawned processes on this machine
+(:mod:`vaelik.sweep.local`) or on a Ray cluster (:mod:`vaelik.sweep.ray_backend`),
+and ``sweep.csv`` (:mod:`vaelik.sweep.table`) is rewritten after every run.
+Nothing here prints: progress goes to a callback (:class:`SweepProgress`), the
+outcome is the returned :class:`SweepResult`; ``vaelik sweep`` shows both.
+
+Re-run semantics: a run whose ``status`` reads ``completed`` is never trained
+again; one that is ``running`` (a killed sweep), ``interrupted`` or ``failed``
+is resumed from its checkpoint when its stored configuration is the one asked
+for, else restarted from scratch. One sweep at a time works on a folder: it
+holds ``.sweep.lock`` (:class:`filelock.FileLock`) throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from vaelik.errors import InputError
+from vaelik.inference.rundir import atomic_write_bytes, read_status
+from vaelik.sweep.grid import Grid, SweepRun, expand, grid_to_toml, load_grid
+from vaelik.sweep.table import SweepTable
+from vaelik.sweep.worker import RunOutcome, same_config
+from vaelik.rundir import Status
+
+__all__ = [
+    "GRID_COPY",
+    "LOCK_FILE",
+    "SweepInterrupted",
+    "SweepProgress",
+    "SweepResult",
+    "default_jobs",
+    "run_sweep",
+]
+
+GRID_COPY = "grid.toml"
+LOCK_FILE = ".sweep.lock"
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """One progress report of :func:`run_sweep`, given to its ``on_progress`` callback.
+
+    Reported once before the first run starts (``outcome`` None, ``running``
+    empty), when a run starts (``outcome`` None) and when a run's outcome comes
+    back (``outcome`` set).
+
+    Attributes
+    ----------
+    total : int
+        Configurations in the grid.
+    done : int
+        Configurations finished: complete before this sweep, or back with an outcome now.
+    running : tuple of str
+        The runs in flight, in the order they started.
+    outcome : RunOutcome or None
+        The outcome that has just come back, if this report is about one.
+    """
+
+    total: int
+    done: int
+    running: tuple[str, ...] = ()
+    outcome: RunOutcome | None = None
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` returns (and :class:`SweepInterrupted` carries).
+
+    Attributes
+    ----------
+    out : Path
+        The sweep folder.
+    table : pandas.DataFrame
+        The contents of ``sweep.csv`` (one row per configuration).
+    results : dict of str to RunOutcome
+        This session's outcome per run name (runs already complete are absent).
+    notes : list of str
+        Expansion notes and warnings (e.g. a completed run with another configuration).
+    seconds : float
+        Wall time of this session.
+    """
+
+    out: Path
+    table: Any
+    results: dict[str, RunOutcome]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the runs that failed in this session."""
+        return [n for n, r in self.results.items() if r.status == "failed"]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by Ctrl-C or SIGTERM, after a clean stop; ``result`` is where it got to."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__("sweep interrupted")
+        self.result = result
+
+
+def default_jobs() -> int:
+    """Runs trained at once by default: the number of cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _check_count(label: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"{label} must be an integer >= 1, got {value!r}")
+
+
+def _sweep_folder(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"sweep output {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create sweep folder {out}: {e.strerror or e}") from None
+    return out
+
+
+def _lock_folder(out: Path) -> FileLock:
+    """Hold ``.sweep.lock`` of ``out`` (refused at once if another sweep holds it)."""
+    lock = FileLock(out / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise InputError(f"sweep folder {out} is in use by another `vaelik sweep`; "
+                         "wait for it to finish or stop it first") from None
+    return lock
+
+
+def run_sweep(
+    grid: Grid | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    jobs: int | None = None,
+    threads: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_progress: Callable[[SweepProgress], None] | None = None,
+) -> SweepResult:
+    """Train every configuration of ``grid`` that is not complete under ``out``.
+
+    Parameters
+    ----------
+    grid : Grid or path
+        A parsed grid, or the path of a grid file.
+    out : path
+        The sweep folder: one run directory per configuration, ``grid.toml`` (a
+        copy of the grid) and ``sweep.csv`` (one row per run: configuration,
+        status, reason, seconds and the key metrics of ``eval.json``).
+    jobs : int, optional
+        Configurations trained at once (default: the number of cores); each
+        process uses ``threads`` torch threads. With Ray, the CPUs given to the
+        local cluster (``address="local"``).
+    threads : int, optional
+        Torch threads per local process (default ``max(1, cores // jobs)``, so
+        that jobs x threads does not oversubscribe the CPU). Small networks run
+        fastest with 1 (``vaelik demo`` uses 1; see ``docs/sweeps.md``).
+    backend : {"local", "ray"}
+        Spawned processes on this machine, or tasks on a Ray cluster.
+    address : str, optional
+        Ray address (``"local"`` or None starts a local Ray; ``"auto"`` or
+        ``"ray://host:10001"`` connects to a cluster).
+    overrides : dict, optional
+        Values applied over every configuration (e.g. ``{"device": "cuda"}``).
+    on_progress : callable, optional
+        Called in this process with a :class:`SweepProgress` before the first
+        run, when a run starts and when its outcome comes back.
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    InputError
+        A bad grid, an unusable output folder, a folder in use by another sweep.
+    SweepInterrupted
+        A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM with the local backend) after
+        a clean stop: running runs are marked ``interrupted`` and ``sweep.csv``
+        is written; its ``result`` holds the table.
+
+    Examples
+    --------
+    >>> result = run_sweep("examples/grid.toml", "sweeps/grid", jobs=2)  # doctest: +SKIP
+    >>> result.table[["run", "status", "mse"]]                           # doctest: +SKIP
+    """
+    if not isinstance(grid, Grid):
+        grid = load_grid(grid)
+    if overrides:
+        grid = Grid(base={**grid.base, **overrides}, axes=grid.axes, extra=grid.extra,
+                    text=grid.text)
+    if backend not in ("local", "ray"):
+        raise InputError(f"backend must be 'local' or 'ray', got {backend!r}")
+    _check_count("jobs", jobs)
+    _check_count("threads", threads)
+    expansion = expand(grid)
+    out = _sweep_folder(out)
+    notes = list(expansion.notes)
+    start = time.perf_counter()
+    lock = _lock_folder(out)
+    try:
+        text = grid.text if grid.text is not None else grid_to_toml(grid)
+        atomic_write_bytes(out / GRID_COPY, text.encode())
+        todo: list[SweepRun] = []
+        for run in expansion.runs:
+            run_dir = out / run.name
+            if read_status(run_dir) == Status.COMPLETED:
+                if not same_config(run_dir, run.config):
+                    notes.append(f"{run.name}: completed with another configuration; kept "
+                                 "(delete the folder to train it again)")
+                continue
+            todo.append(run)
+        results: dict[str, RunOutcome] = {}
+        table = SweepTable(out, expansion)
+        running: list[str] = []
+        total = len(expansion)
+
+        def report(outcome: RunOutcome | None = None) -> None:
+            if on_progress is not None:
+                done = total - len(todo) + len(results)
+                on_progress(SweepProgress(total, done, tuple(running), outcome))
+
+        def started(name: str) -> None:
+            running.append(name)
+            report()
+
+        def record(outcome: RunOutcome) -> None:
+            results[outcome.name] = outcome
+            if outcome.name in running:
+                running.remove(outcome.name)
+            table.update(outcome)
+            table.write()
+            report(outcome)
+
+        def result() -> SweepResult:
+            for outcome in results.values():  # statuses may change after an outcome
+                table.update(outcome)
+            return SweepResult(out=out, table=table.write(), results=results, notes=notes,
+                               seconds=time.perf_counter() - start)
+
+        table.write()
+        report()
+        try:
+            if todo:
+                if backend == "ray":
+                    from vaelik.sweep.ray_backend import run_ray
+
+                    run_ray(todo, out, address=address, jobs=jobs, started=started, record=record)
+                else:
+                    from vaelik.sweep.local import run_local
+
+                    jobs = jobs or default_jobs()
+                    run_local(todo, out, jobs=jobs, threads=threads or _threads(jobs),
+                              started=started, record=record)
+        except KeyboardInterrupt as e:
+            raise SweepInterrupted(result()) from e
+        return result()
+    finally:
+        lock.release()
