@@ -177,7 +177,7 @@ def test_old_config_json_without_likelihood_options_still_loads():
 
 
 def test_likelihood_options_are_a_grid_key_named_in_run_names():
-    from vaelik.inference.grid import expand, grid_from_dict
+    from vaelik.sweep.grid import expand, grid_from_dict
 
     expansion = expand(grid_from_dict({"likelihood": "laplace",
                                        "grid": {"likelihood_options": [{"b0": 1}, {"b0": 2}]}}))

@@ -26,11 +26,10 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from vaelik.errors import InputError
-from vaelik.inference.rundir import atomic_write_bytes, read_status
 from vaelik.sweep.grid import Grid, SweepRun, expand, grid_to_toml, load_grid
 from vaelik.sweep.table import SweepTable
 from vaelik.sweep.worker import RunOutcome, same_config
-from vaelik.rundir import Status
+from vaelik.rundir import Status, atomic_write_bytes, read_status
 
 __all__ = [
     "GRID_COPY",

@@ -25,8 +25,7 @@ from filelock import FileLock
 
 from vaelik.errors import DivergenceError, InputError
 from vaelik.inference.config import TrainConfig
-from vaelik.inference.rundir import read_status, write_status
-from vaelik.rundir import CHECKPOINT_FILE, CONFIG_FILE, Status
+from vaelik.rundir import CHECKPOINT_FILE, CONFIG_FILE, Status, read_status, write_status
 
 __all__ = ["LOCK_DIR", "RunOutcome", "execute", "init_worker", "run_lock_path", "train_one"]
 
