@@ -40,7 +40,7 @@ from vaelik.inference.rundir import (
     write_status,
 )
 from vaelik.inference.terms import split_metrics
-from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
+from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 
 __all__ = ["FitResult", "fit", "resume", "build", "load_fitted", "evaluate_run", "METRIC_COLUMNS"]
 
@@ -55,7 +55,7 @@ class FitResult:
 
     Attributes
     ----------
-    model : VAE
+    model : Model
         The fitted model; its Pyro parameters are active inside ``model.params()``.
     data : Dataset
         The data it was fitted on (train/test split).
@@ -71,7 +71,7 @@ class FitResult:
         ``completed`` or ``failed: ...``.
     """
 
-    model: VAE
+    model: Model
     data: Dataset
     config: TrainConfig
     metrics: pd.DataFrame
@@ -86,7 +86,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(config: TrainConfig) -> tuple[Dataset, VAE]:
+def build(config: TrainConfig) -> tuple[Dataset, Model]:
     """Check ``config``, load the data and build the (untrained) model.
 
     Raises
@@ -119,7 +119,7 @@ def build(config: TrainConfig) -> tuple[Dataset, VAE]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config.model, likelihood, data.dim, config.latent_dim,
-                            config.hidden_dim)
+                            config.hidden_dim, data_shape=data.image_shape)
     return data, model
 
 
@@ -140,7 +140,7 @@ def _off_rng_stream(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def _create_params(model: VAE, x: torch.Tensor, idx: torch.Tensor, num_data: int):
+def _create_params(model: Model, x: torch.Tensor, idx: torch.Tensor, num_data: int):
     """Create every Pyro parameter of ``model`` (one guide and model trace, off the RNG
     stream); return the sorted names and the unconstrained tensors."""
     with _off_rng_stream(x.device):
@@ -179,13 +179,13 @@ class Trainer:
     ----------
     config : TrainConfig
         ``elbo``, ``optimizer``, ``lr`` and ``batch_size`` are used.
-    model : VAE
+    model : Model
         On the device already.
     x_train : torch.Tensor
         The whole training set on the device, shape ``(N, d)``; batches are index tensors.
     """
 
-    def __init__(self, config: TrainConfig, model: VAE, x_train: torch.Tensor) -> None:
+    def __init__(self, config: TrainConfig, model: Model, x_train: torch.Tensor) -> None:
         self.elbo = make_elbo(config.elbo)
         self.model_fn, self.guide_fn = model.model, model.guide
         self.x, self.n, self.batch = x_train, x_train.shape[0], config.batch_size
@@ -347,7 +347,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True)
 def _train(
     config: TrainConfig,
     data: Dataset,
-    model: VAE,
+    model: Model,
     run_dir: Path | None,
     *,
     progress: bool,
