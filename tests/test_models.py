@@ -22,7 +22,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from vaelik.inference import make_elbo
-from vaelik.models import AE, VAE, LinearVAE, build_model, get_likelihood
+from vaelik.models import GUIDES, MODELS, NETWORKS, Model, build_model, get_likelihood
 
 N, D, K = 96, 10, 3
 
@@ -53,10 +53,11 @@ def partition(n, batch, seed=0):
 # Structure
 
 
-@pytest.mark.parametrize("kind, cls", [("vae", VAE), ("ae", AE), ("linear", LinearVAE)])
-def test_build_model_kinds(kind, cls, x):
+@pytest.mark.parametrize("kind, guide", [("vae", "normal"), ("ae", "delta"), ("linear", "normal")])
+def test_build_model_kinds(kind, guide, x):
     model = make(kind)
-    assert type(model) is cls and model.describe()["model"] == kind
+    assert type(model) is Model and model.describe()["model"] == kind
+    assert model.guide_kind == guide == MODELS[kind].guide
     with model.params():
         tr = poutine.trace(model.guide).get_trace(x)
     z = tr.nodes["z"]
@@ -75,7 +76,7 @@ def test_build_model_kinds(kind, cls, x):
 
 def test_linear_model_has_no_hidden_layer():
     model = make("linear", hidden=256)  # hidden_dim is ignored
-    assert model.hidden_dim == 0
+    assert model.network_options["hidden_dim"] == 0 == model.describe()["hidden_dim"]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [tuple(m.weight.shape) for m in linears] == [(2 * K, D), (D, K)]
     # the decoder is affine: f(a z1 + (1-a) z2) = a f(z1) + (1-a) f(z2)
@@ -88,8 +89,9 @@ def test_linear_model_has_no_hidden_layer():
 
 
 def test_predicted_scale_doubles_decoder_output():
-    assert make("vae", scale="predicted").decoder.head.out_features == 2 * D
-    assert make("vae", scale="learned").decoder.head.out_features == D
+    z = torch.zeros(3, 1, K, dtype=torch.float64)  # the decoder contract: (..., k) -> (..., m d)
+    assert make("vae", scale="predicted").decoder(z).shape == (3, 1, 2 * D)
+    assert make("vae", scale="learned").decoder(z).shape == (3, 1, D)
 
 
 def test_models_keep_separate_parameters(x):

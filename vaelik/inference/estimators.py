@@ -252,7 +252,7 @@ def iwae_log_px(
     n, d = x.shape
     m = model.likelihood.output_multiplier()
     rows = max(1, min(n, chunk_floats // max(1, d)))
-    out = torch.empty(draws, n, device=x.device)
+    out = torch.empty(draws, n, dtype=x.dtype, device=x.device)
     # argument/support validation re-checks every (K_chunk, rows, d) decoder output: two extra
     # full passes per chunk (~15% of the estimate's time); the inputs were checked when loaded
     with pyro.validation_enabled(False):

@@ -162,7 +162,7 @@ def evaluate_model(
     bce = float(terms.bce.mean())
     scale_value = scale_summary(terms.scale)
     if terms.scale_posterior is not None:  # a Bayesian scale: its posterior mean E_q[σ]
-        scale_value = float(terms.scale_posterior.mean)
+        scale_value = float(terms.scale_posterior.mean.detach())
     per_dim_scale = None
     if terms.scale is not None and terms.scale.dim() >= 1:
         s = terms.scale if terms.scale.dim() == 1 else terms.scale.pow(2).mean(0).sqrt()

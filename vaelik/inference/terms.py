@@ -158,7 +158,7 @@ def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str,
     recon, kl, mse, mae, bce = (sums[:5] / n).tolist()
     kl += float(global_kl) / n
     if posterior is not None:
-        scale = float(posterior.mean)
+        scale = float(posterior.mean.detach())
     else:
         scale = float(sq_scale.div(n).sqrt()) if has_scale else None
     return {
