@@ -74,6 +74,37 @@ def test_build_model_kinds(kind, guide, x):
         assert bool((scale > 0).all())
 
 
+def test_registries_give_the_choices_and_the_error_text():
+    assert set(MODELS) == {"vae", "ae", "linear"} and set(GUIDES) == {"normal", "delta"}
+    assert "mlp" in NETWORKS and all(spec.network in NETWORKS for spec in MODELS.values())
+    lik = get_likelihood("normal", scale=0.3)
+    with pytest.raises(ValueError, match="unknown model 'cnn'; choose one of: vae, ae, linear"):
+        build_model("cnn", lik, D, K)
+    enc, dec = NETWORKS["mlp"]((D,), K, 1, hidden_dim=4)
+    with pytest.raises(ValueError, match="unknown guide 'flow'; choose one of: normal, delta"):
+        Model(lik, enc, dec, "flow", data_dim=D, latent_dim=K)
+    with pytest.raises(ValueError, match="data_shape .* does not have data_dim=10"):
+        build_model("vae", lik, D, K, data_shape=(3, 3))
+    with pytest.raises(ValueError, match="hidden_dim must be an integer >= 0"):
+        build_model("vae", lik, D, K, hidden_dim=-1)
+
+
+def test_composed_model_equals_the_named_one(x):
+    """Model(lik, *mlp.build(...), "delta") is the "ae" of MODELS: same weights, same loss."""
+    lik = get_likelihood("normal", scale=0.3)
+    torch.manual_seed(5)
+    named = build_model("ae", lik, D, K, 16).double()
+    torch.manual_seed(5)
+    enc, dec = NETWORKS["mlp"]((D,), K, lik.output_multiplier(), hidden_dim=16)
+    composed = Model(lik, enc, dec, "delta", data_dim=D, latent_dim=K).double()
+    elbo = pyro.infer.Trace_ELBO()
+    with named.params():
+        a = elbo.differentiable_loss(named.model, named.guide, x)
+    with composed.params():
+        b = elbo.differentiable_loss(composed.model, composed.guide, x)
+    assert_close(a, b, rtol=0, atol=0)
+
+
 def test_linear_model_has_no_hidden_layer():
     model = make("linear", hidden=256)  # hidden_dim is ignored
     assert model.network_options["hidden_dim"] == 0 == model.describe()["hidden_dim"]
