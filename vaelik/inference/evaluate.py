@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 import torch.distributions as tdist
 
@@ -48,7 +47,7 @@ from vaelik.inference.estimators import (
     observation_site,
 )
 from vaelik.inference.rundir import atomic_write_bytes, write_csv, write_json
-from vaelik.inference.terms import _compact_scale, elbo_terms, scale_summary
+from vaelik.inference.terms import compact_scale, elbo_terms, scale_summary
 from vaelik.models import Model
 
 __all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check",
@@ -107,7 +106,7 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     cov = (xd - mean).T @ (xd - mean) / xd.shape[0]
     evals, evecs = torch.linalg.eigh(cov)  # ascending
     sigma2_ml = float(evals[: d - k].mean()) if k < d else 0.0
-    sd = _compact_scale(observation_site(model, train[:8192])["fn"].stddev, train[:8192].shape)
+    sd = compact_scale(observation_site(model, train[:8192])["fn"].stddev, train[:8192].shape)
     sigma2 = float(sd.double().pow(2).mean())
     learned = tdist.MultivariateNormal(b, w @ w.T + sigma2 * torch.eye(d, dtype=torch.float64))
     top = evecs[:, d - k :]

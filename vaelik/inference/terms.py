@@ -26,7 +26,7 @@ from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
 from vaelik.inference.estimators import sites
 from vaelik.models import Model, bce_loss, mae_loss, mse_loss
 
-__all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary"]
+__all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary", "compact_scale"]
 
 
 @dataclass
@@ -79,7 +79,7 @@ def elbo_terms(model: Model, x: torch.Tensor) -> Terms:
     scale = getattr(base, "scale", None)
     scale_site = None
     if scale is not None:
-        scale = _compact_scale(scale, x.shape)
+        scale = compact_scale(scale, x.shape)
         scale_site = _scale_site(s, scale)
     # the guide's q(z|x) from the same trace (no second encoder pass): Normal, or a Delta (AE)
     q_z = guide_tr.nodes[s.local_latent[0]]["fn"]
@@ -108,7 +108,7 @@ def _scale_site(s, scale: torch.Tensor) -> str | None:
     return None
 
 
-def _compact_scale(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def compact_scale(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Reduce a broadcast scale to its true shape: () global, (d,) per-dim, or (n, d)."""
     scale = scale.expand(shape)
     if bool((scale == scale.reshape(-1)[0]).all()):
