@@ -10,7 +10,7 @@ import pytest
 def clean_pyro():
     """Start every test with an empty global parameter store and a fixed seed.
 
-    Models keep their own parameters (``VAE.params()``); tests that build bare
+    Models keep their own parameters (``Model.params()``); tests that build bare
     likelihoods use the global store, so it is cleared on both sides.
     """
     pyro.clear_param_store()

@@ -22,7 +22,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from vaelik.inference import make_elbo
-from vaelik.models import AE, VAE, LinearVAE, build_model, get_likelihood
+from vaelik.models import GUIDES, MODELS, NETWORKS, Model, build_model, get_likelihood
 
 N, D, K = 96, 10, 3
 
@@ -53,10 +53,11 @@ def partition(n, batch, seed=0):
 # Structure
 
 
-@pytest.mark.parametrize("kind, cls", [("vae", VAE), ("ae", AE), ("linear", LinearVAE)])
-def test_build_model_kinds(kind, cls, x):
+@pytest.mark.parametrize("kind, guide", [("vae", "normal"), ("ae", "delta"), ("linear", "normal")])
+def test_build_model_kinds(kind, guide, x):
     model = make(kind)
-    assert type(model) is cls and model.describe()["model"] == kind
+    assert type(model) is Model and model.describe()["model"] == kind
+    assert model.guide_kind == guide == MODELS[kind].guide
     with model.params():
         tr = poutine.trace(model.guide).get_trace(x)
     z = tr.nodes["z"]
@@ -73,9 +74,40 @@ def test_build_model_kinds(kind, cls, x):
         assert bool((scale > 0).all())
 
 
+def test_registries_give_the_choices_and_the_error_text():
+    assert set(MODELS) == {"vae", "ae", "linear"} and set(GUIDES) == {"normal", "delta"}
+    assert "mlp" in NETWORKS and all(spec.network in NETWORKS for spec in MODELS.values())
+    lik = get_likelihood("normal", scale=0.3)
+    with pytest.raises(ValueError, match="unknown model 'cnn'; choose one of: vae, ae, linear"):
+        build_model("cnn", lik, D, K)
+    enc, dec = NETWORKS["mlp"]((D,), K, 1, hidden_dim=4)
+    with pytest.raises(ValueError, match="unknown guide 'flow'; choose one of: normal, delta"):
+        Model(lik, enc, dec, "flow", data_dim=D, latent_dim=K)
+    with pytest.raises(ValueError, match="data_shape .* does not have data_dim=10"):
+        build_model("vae", lik, D, K, data_shape=(3, 3))
+    with pytest.raises(ValueError, match="hidden_dim must be an integer >= 0"):
+        build_model("vae", lik, D, K, hidden_dim=-1)
+
+
+def test_composed_model_equals_the_named_one(x):
+    """Model(lik, *mlp.build(...), "delta") is the "ae" of MODELS: same weights, same loss."""
+    lik = get_likelihood("normal", scale=0.3)
+    torch.manual_seed(5)
+    named = build_model("ae", lik, D, K, 16).double()
+    torch.manual_seed(5)
+    enc, dec = NETWORKS["mlp"]((D,), K, lik.output_multiplier(), hidden_dim=16)
+    composed = Model(lik, enc, dec, "delta", data_dim=D, latent_dim=K).double()
+    elbo = pyro.infer.Trace_ELBO()
+    with named.params():
+        a = elbo.differentiable_loss(named.model, named.guide, x)
+    with composed.params():
+        b = elbo.differentiable_loss(composed.model, composed.guide, x)
+    assert_close(a, b, rtol=0, atol=0)
+
+
 def test_linear_model_has_no_hidden_layer():
     model = make("linear", hidden=256)  # hidden_dim is ignored
-    assert model.hidden_dim == 0
+    assert model.network_options["hidden_dim"] == 0 == model.describe()["hidden_dim"]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [tuple(m.weight.shape) for m in linears] == [(2 * K, D), (D, K)]
     # the decoder is affine: f(a z1 + (1-a) z2) = a f(z1) + (1-a) f(z2)
@@ -88,8 +120,9 @@ def test_linear_model_has_no_hidden_layer():
 
 
 def test_predicted_scale_doubles_decoder_output():
-    assert make("vae", scale="predicted").decoder.head.out_features == 2 * D
-    assert make("vae", scale="learned").decoder.head.out_features == D
+    z = torch.zeros(3, 1, K, dtype=torch.float64)  # the decoder contract: (..., k) -> (..., m d)
+    assert make("vae", scale="predicted").decoder(z).shape == (3, 1, 2 * D)
+    assert make("vae", scale="learned").decoder(z).shape == (3, 1, D)
 
 
 def test_models_keep_separate_parameters(x):

@@ -6,11 +6,10 @@ The importance-sampled log-likelihood is the IWAE bound (Burda et al., 2016)
     \log p(x) \gtrsim \log \frac1K \sum_{k=1}^K
         \frac{p(x \mid z_k)\,p(z_k)}{q(z_k \mid x)}, \qquad z_k \sim q(z \mid x),
 
-computed in chunks of samples and rows with a running log-sum-exp, so memory is
-bounded by the chunk sizes, not by K × N. With a Bayesian scale each of S draws
-σ_s ~ q(σ) gets K/S samples and the S estimates are averaged in probability
-(a posterior-predictive estimate); otherwise the K samples are split into S
-groups whose log-mean-exp is exactly the K-sample estimate.
+computed from the model's and guide's Pyro traces by
+:mod:`vaelik.inference.estimators` (which also documents the
+posterior-predictive treatment of a Bayesian scale); a model whose guide is a
+point mass (the ``ae``) gets no such estimate.
 
 The mutual information of the aggregate posterior (Hoffman & Johnson, 2016) is
 
@@ -30,14 +29,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyro
 import torch
 import torch.distributions as tdist
 
+from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.data import Dataset
-from vaelik.inference.terms import elbo_terms, scale_summary
-from vaelik.models import AE, VAE, LinearVAE
+from vaelik.inference.estimators import (
+    CHUNK_FLOATS,
+    IWAE_DRAWS,
+    affine_decoder,
+    draw_globals,
+    iwae_log_px,
+    model_sites,
+    observation_mean,
+    observation_site,
+)
+from vaelik.inference.terms import compact_scale, elbo_terms, scale_summary
+from vaelik.models import Model
 from vaelik.rundir import (
     EVAL_FILE,
     IMAGES_FILE,
@@ -55,85 +64,12 @@ from vaelik.rundir import (
 )
 from vaelik.rundir.posterior import build_run_data, save_run_data
 
-__all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check"]
+__all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check",
+           "IWAE_DRAWS", "CHUNK_FLOATS"]
 
-#: IWAE draws stored in posterior.nc (see docs/run-directory.md); ArviZ 1.x PSIS needs >= 25
-IWAE_DRAWS = 100
-#: bound on the number of floats of one decoder output chunk (K_chunk × rows × d)
-CHUNK_FLOATS = 2**23
 MI_MAX_POINTS = 2000
-
-
-def _global_scale(vae: VAE, x: torch.Tensor) -> torch.Tensor | None:
-    """The scale passed to ``observation`` (fixed/learned/per-dim value; None otherwise)."""
-    lik = vae.likelihood
-    if getattr(lik, "scale_mode", "none") == "bayesian":
-        return None
-    return lik.model_scale(vae.data_dim, x)
-
-
-def _bayes_scale_q(vae: VAE, x: torch.Tensor) -> tdist.Distribution | None:
-    import pyro
-
-    if getattr(vae.likelihood, "scale_mode", "none") != "bayesian":
-        return None
-    loc = pyro.param("scale_q_loc").detach()
-    sd = pyro.param("scale_q_sd").detach()
-    return tdist.LogNormal(loc, sd)
-
-
-@torch.no_grad()
-def iwae_log_px(
-    vae: VAE,
-    x: torch.Tensor,
-    num_samples: int = 1000,
-    draws: int = IWAE_DRAWS,
-    chunk_floats: int = CHUNK_FLOATS,
-    scale_draws: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """IWAE estimates of :math:`\\log p(x_n)`, shape ``(draws, n)``.
-
-    ``logmeanexp`` over the first axis is the ``num_samples``-sample estimate.
-    Call inside ``vae.params()``. Peak memory is about ``chunk_floats`` floats
-    per decoder output, whatever K and n are. With a Bayesian scale, draw ``s``
-    uses ``scale_draws[s]`` (sampled from the guide if not given).
-    """
-    draws = max(1, min(draws, num_samples))
-    q_scale = _bayes_scale_q(vae, x)
-    if q_scale is not None and scale_draws is None:
-        scale_draws = q_scale.sample((draws,))
-    per_draw = [num_samples // draws + (1 if i < num_samples % draws else 0) for i in range(draws)]
-    n, d = x.shape
-    rows = max(1, min(n, chunk_floats // max(1, d)))
-    out = torch.empty(draws, n, device=x.device)
-    prior = tdist.Normal(x.new_zeros(()), x.new_ones(()))
-    # argument/support validation re-checks every (K_chunk, rows, d) decoder output: two extra
-    # full passes per chunk (~15% of the estimate's time); the inputs were checked when loaded
-    with pyro.validation_enabled(False):
-        _iwae_chunks(vae, x, per_draw, rows, chunk_floats, prior, scale_draws, out)
-    return out
-
-
-def _iwae_chunks(vae, x, per_draw, rows, chunk_floats, prior, scale_draws, out) -> None:
-    n, d = x.shape
-    for r0 in range(0, n, rows):
-        xb = x[r0 : r0 + rows]
-        loc, sd = vae.encode(xb)
-        q = tdist.Normal(loc, sd)
-        k_chunk = max(1, chunk_floats // (xb.shape[0] * d * vae.likelihood.output_multiplier()))
-        scale = _global_scale(vae, xb)
-        for s, k_total in enumerate(per_draw):
-            if scale_draws is not None:
-                scale = scale_draws[s]
-            acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
-            for k0 in range(0, k_total, k_chunk):
-                k = min(k_chunk, k_total - k0)
-                z = q.sample((k,))  # (k, rows, latent)
-                log_w = prior.log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
-                obs = vae.likelihood.observation(vae.decoder(z), scale, xb)
-                log_w = log_w + obs.log_prob(xb)
-                acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
-            out[s, r0 : r0 + rows] = acc - math.log(k_total)
+# IWAE_DRAWS (groups of IWAE particles stored as draws in posterior.nc, see
+# docs/run-directory.md) and CHUNK_FLOATS live in vaelik.inference.estimators
 
 
 @torch.no_grad()
@@ -163,24 +99,29 @@ def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
 
 
 @torch.no_grad()
-def ppca_check(vae: LinearVAE, train: torch.Tensor, test: torch.Tensor) -> dict[str, float]:
-    r"""Compare a linear Normal VAE with Tipping & Bishop's closed form (DESIGN C8).
+def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[str, float] | None:
+    r"""Compare a linear-decoder Normal model with Tipping & Bishop's closed form (DESIGN C8).
 
     ``sigma2_ml`` is the mean of the d − k smallest eigenvalues of the training
     covariance; ``exact_log_px`` is the learned linear-Gaussian model's exact
-    :math:`\log \mathcal N(x; b, WW^\top + \sigma^2 I)` per test point;
-    ``ml_log_px`` is the same for the closed-form ML solution.
+    :math:`\log \mathcal N(x; b, WW^\top + \sigma^2 I)` per test point, with
+    ``W``, ``b`` read from the decoder's outputs (:func:`affine_decoder`) and
+    σ² from the model's observation site on (up to 8192 rows of) the training
+    data; ``ml_log_px`` is the same for the closed-form ML solution. Returns
+    None if the decoder is not affine.
     """
-    d, k = vae.data_dim, vae.latent_dim
+    d, k = model.data_dim, model.latent_dim
+    parts = affine_decoder(model.decoder, k, train.device)
+    if parts is None:
+        return None
+    w, b = parts  # (d, k), (d,)
     xd = train.double()
     mean = xd.mean(0)
     cov = (xd - mean).T @ (xd - mean) / xd.shape[0]
     evals, evecs = torch.linalg.eigh(cov)  # ascending
     sigma2_ml = float(evals[: d - k].mean()) if k < d else 0.0
-    scale = vae.likelihood.model_scale(d, train)
-    sigma2 = float(scale.double().pow(2).mean())
-    w = vae.decoder.head.weight.double()  # (d, k)
-    b = vae.decoder.head.bias.double()
+    sd = compact_scale(observation_site(model, train[:8192])["fn"].stddev, train[:8192].shape)
+    sigma2 = float(sd.double().pow(2).mean())
     learned = tdist.MultivariateNormal(b, w @ w.T + sigma2 * torch.eye(d, dtype=torch.float64))
     top = evecs[:, d - k :]
     cov_ml = top @ torch.diag(evals[d - k :] - sigma2_ml) @ top.T + sigma2_ml * torch.eye(
@@ -195,17 +136,18 @@ def ppca_check(vae: LinearVAE, train: torch.Tensor, test: torch.Tensor) -> dict[
     }
 
 
-def _obs_mean(vae: VAE, z: torch.Tensor, scale) -> torch.Tensor:
-    out = vae.decoder(z)
-    like = out[..., : vae.data_dim]
-    if scale is None and getattr(vae.likelihood, "scale_mode", "none") == "bayesian":
-        scale = torch.ones((), device=z.device)
-    return vae.likelihood.observation(out, scale, like).mean
+def _local_latents(model: Model, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{site: z}`` for the model's one local latent site."""
+    names = model_sites(model, x).local_latent
+    if len(names) != 1:
+        raise InputError(f"the model has {len(names)} local latent sites ({', '.join(names)}); "
+                         "the reconstructions need exactly one")
+    return {names[0]: z}
 
 
 @torch.no_grad()
 def evaluate_model(
-    vae: VAE,
+    model: Model,
     data: Dataset,
     config: TrainConfig,
     run_dir: str | Path | None = None,
@@ -214,16 +156,16 @@ def evaluate_model(
     """Evaluate on the test split; write ``eval.json``, ``pointwise.csv``, ``per_dim.csv``,
     ``images.npz`` and ``posterior.nc`` if ``run_dir`` is given.
 
-    Call inside ``vae.params()``. Returns the ``eval.json`` dictionary (keys:
+    Call inside ``model.params()``. Returns the ``eval.json`` dictionary (keys:
     :class:`vaelik.rundir.EvalRecord`, documented in ``docs/run-directory.md``).
     """
     tick = time.perf_counter()
-    device = next(vae.parameters()).device
+    device = next(model.parameters()).device
     x = data.test.to(device)
     n, d = x.shape
-    lik = vae.likelihood
+    lik = model.likelihood
     num_samples = num_samples or config.iwae_samples
-    terms = elbo_terms(vae, x)
+    terms = elbo_terms(model, x)
     scale_mode = getattr(lik, "scale_mode", "none")
 
     recon = terms.recon
@@ -232,9 +174,8 @@ def evaluate_model(
     mae = float(terms.abs_err.mean())
     bce = float(terms.bce.mean())
     scale_value = scale_summary(terms.scale)
-    if scale_mode == "bayesian":
-        q = _bayes_scale_q(vae, x)
-        scale_value = float(q.mean)
+    if terms.scale_posterior is not None:  # a Bayesian scale: its posterior mean E_q[σ]
+        scale_value = float(terms.scale_posterior.mean.detach())
     per_dim_scale = None
     if terms.scale is not None and terms.scale.dim() >= 1:
         s = terms.scale if terms.scale.dim() == 1 else terms.scale.pow(2).mean(0).sqrt()
@@ -242,19 +183,21 @@ def evaluate_model(
 
     comparable, reason = lik.is_normalised_on(x)
     scale_draws = None
-    if isinstance(vae, AE):
+    point_mass = model_sites(model, x).point_mass
+    if point_mass:
         log_px_draws = None
         comparable, reason = False, "deterministic encoder (Delta guide): no importance-sampled log p(x)"
         log_px = math.nan
     else:
-        q_scale = _bayes_scale_q(vae, x)
-        scale_draws = q_scale.sample((min(IWAE_DRAWS, num_samples),)) if q_scale is not None else None
-        log_px_draws = iwae_log_px(vae, x, num_samples, scale_draws=scale_draws)
+        global_draws = draw_globals(model, x, min(IWAE_DRAWS, num_samples))
+        scale_draws = global_draws.get(terms.scale_site)
+        log_px_draws = iwae_log_px(model, x, num_samples, global_draws=global_draws)
         log_px_each = torch.logsumexp(log_px_draws, 0) - math.log(log_px_draws.shape[0])
         log_px = float(log_px_each.mean())
     bits = -log_px / (d * math.log(2)) if math.isfinite(log_px) else math.nan
 
-    mse_at_mean = float((x - _obs_mean(vae, terms.z_loc, _global_scale(vae, x))).pow(2).mean())
+    mse_at_mean = float((x - observation_mean(model, _local_latents(model, x, terms.z_loc), x))
+                        .pow(2).mean())
     scales_all = torch.as_tensor(per_dim_scale if per_dim_scale is not None else
                                  ([scale_value] if scale_value is not None else []))
     at_bound = int((scales_all <= lik.min_scale * 1.01).sum()) if scales_all.numel() else 0
@@ -287,7 +230,7 @@ def evaluate_model(
         "scale_ratio": facts.scale_ratio,
         "family": facts.to_dict(),
         "active_units": active_units(terms.z_loc),
-        "latent_dim": vae.latent_dim,
+        "latent_dim": model.latent_dim,
         "data_dim": d,
         "n_test": n,
         "mutual_info": mutual_information(terms.z_loc, terms.z_scale),
@@ -299,15 +242,16 @@ def evaluate_model(
         "c7_bound_own_entropy": c7_own,
         "seconds_eval": math.nan,  # set below, when everything else is done
     }
-    if isinstance(vae, LinearVAE) and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):
-        check = ppca_check(vae, data.train.to(device), x)
-        check["elbo"] = evaluation["elbo"]
-        evaluation["ppca"] = check
+    if not point_mass and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):
+        check = ppca_check(model, data.train.to(device), x)  # None unless the decoder is affine
+        if check is not None:
+            check["elbo"] = evaluation["elbo"]
+            evaluation["ppca"] = check
     evaluation["seconds_eval"] = time.perf_counter() - tick
 
     if run_dir is not None:
         run_dir = Path(run_dir)
-        _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
+        _write_files(run_dir, model, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
                      scale_value, scale_draws if log_px_draws is not None else None)
         if (run_dir / METRICS_FILE).exists():
             metrics = read_csv(run_dir / METRICS_FILE, ("split", "seconds"), numeric=False)
@@ -348,14 +292,13 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         "mae": terms.abs_err.mean(0).cpu().numpy(),
     }), PER_DIM_COLUMNS)
     show, loc = x[:32], terms.z_loc[:32]
-    scale = _global_scale(vae, show)
     z_prior = torch.randn(32, vae.latent_dim, device=x.device)
     buffer = io.BytesIO()
     np.savez(
         buffer,
         originals=show.cpu().numpy(),
-        reconstructions=_obs_mean(vae, loc, scale).cpu().numpy(),
-        prior_samples=_obs_mean(vae, z_prior, scale).cpu().numpy(),
+        reconstructions=observation_mean(vae, _local_latents(vae, show, loc), show).cpu().numpy(),
+        prior_samples=observation_mean(vae, _local_latents(vae, show, z_prior), show).cpu().numpy(),
         image_shape=np.asarray(data.image_shape or (), dtype=np.int64),
     )
     atomic_write_bytes(run_dir / IMAGES_FILE, buffer.getvalue())

@@ -46,7 +46,7 @@ from vaelik.rundir import (
     write_status,
 )
 from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
-from vaelik.models import VAE, LocationScaleLikelihood, build_model, get_likelihood
+from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 
 __all__ = ["METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
 
@@ -59,7 +59,7 @@ class FitResult:
 
     Attributes
     ----------
-    model : VAE
+    model : Model
         The fitted model; its Pyro parameters are active inside ``model.params()``.
     data : Dataset
         The data it was fitted on (train/test split).
@@ -75,7 +75,7 @@ class FitResult:
         ``completed`` or ``failed: ...``.
     """
 
-    model: VAE
+    model: Model
     data: Dataset
     config: TrainConfig
     metrics: pd.DataFrame
@@ -90,7 +90,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(config: TrainConfig) -> tuple[Dataset, VAE]:
+def build(config: TrainConfig) -> tuple[Dataset, Model]:
     """Check ``config``, load the data and build the (untrained) model.
 
     Raises
@@ -123,7 +123,7 @@ def build(config: TrainConfig) -> tuple[Dataset, VAE]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config.model, likelihood, data.dim, config.latent_dim,
-                            config.hidden_dim)
+                            config.hidden_dim, data_shape=data.image_shape)
     return data, model
 
 
@@ -226,7 +226,7 @@ def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True)
 def _train(
     config: TrainConfig,
     data: Dataset,
-    model: VAE,
+    model: Model,
     run_dir: Path | None,
     *,
     progress: bool,

@@ -29,7 +29,7 @@ from vaelik.errors import DivergenceError
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.elbo import guide_and_model_traces, make_elbo
 from vaelik.inference.terms import split_metrics
-from vaelik.models import VAE
+from vaelik.models import Model
 
 __all__ = ["CUDA_SYNC_EVERY", "NonFiniteLoss", "Trainer", "create_params", "train_epochs"]
 
@@ -44,7 +44,7 @@ def _off_rng_stream(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def create_params(model: VAE, x: torch.Tensor, idx: torch.Tensor,
+def create_params(model: Model, x: torch.Tensor, idx: torch.Tensor,
                   num_data: int) -> tuple[list[str], list[torch.Tensor]]:
     """Create every Pyro parameter of ``model``; return the sorted names and unconstrained tensors.
 
@@ -85,13 +85,13 @@ class Trainer:
     ----------
     config : TrainConfig
         ``elbo``, ``optimizer``, ``lr`` and ``batch_size`` are used.
-    model : VAE
+    model : Model
         On the device already.
     x_train : torch.Tensor
         The whole training set on the device, shape ``(N, d)``; batches are index tensors.
     """
 
-    def __init__(self, config: TrainConfig, model: VAE, x_train: torch.Tensor) -> None:
+    def __init__(self, config: TrainConfig, model: Model, x_train: torch.Tensor) -> None:
         self.elbo = make_elbo(config.elbo)
         self.model_fn, self.guide_fn = model.model, model.guide
         self.x, self.n, self.batch = x_train, x_train.shape[0], config.batch_size
@@ -169,7 +169,7 @@ def _divergence(epoch: int, step: int, rows: list[dict[str, Any]], where: str = 
 
 def train_epochs(
     trainer: Trainer,
-    model: VAE,
+    model: Model,
     x_train: torch.Tensor,
     x_test: torch.Tensor,
     gen: torch.Generator,
@@ -194,7 +194,7 @@ def train_epochs(
     ----------
     trainer : Trainer
         The step, set up on ``x_train``.
-    model : VAE
+    model : Model
         The model ``trainer`` trains (for the end-of-epoch metrics).
     x_train, x_test : torch.Tensor
         The splits on the device, shapes ``(N, d)`` and ``(N_test, d)``.

@@ -7,8 +7,10 @@ For each example, one z is drawn from the guide and the model is replayed on it:
     \mathrm{kl}_n = \mathrm{KL}(q(z \mid x_n) \,\|\, p(z))
 
 (analytic where torch has the KL, else the one-sample estimate
-:math:`\log q(z_n) - \log p(z_n)`). A global latent (the Bayesian scale) adds
-:math:`\mathrm{KL}(q(\sigma)\|p(\sigma))` once for the whole data set.
+:math:`\log q(z_n) - \log p(z_n)`), summed over the latent sites inside the
+data plate. A global latent (the Bayesian scale) adds
+:math:`\mathrm{KL}(q(\sigma)\|p(\sigma))` once for the whole data set. Sites
+are found by their role in the traces, not by name.
 The losses (MSE, MAE, BCE) are those of the *mean of the observation
 distribution* at the same :math:`z_n` (``.mean``: ``loc`` for Normal/Laplace,
 ``probs`` for Bernoulli, the true mean for the Continuous Bernoulli).
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 import torch
 
 from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
-from vaelik.models import VAE, bce_loss, mae_loss, mse_loss
+from vaelik.inference.estimators import sites
+from vaelik.models import Model, bce_loss, mae_loss, mse_loss
 
-__all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary"]
+__all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary", "compact_scale"]
 
 
 @dataclass
@@ -40,30 +43,46 @@ class Terms:
     scale: torch.Tensor | None  # () global, (d,) per-dim, (n, d) predicted, or None
     z_loc: torch.Tensor  # (n, k)
     z_scale: torch.Tensor  # (n, k)
+    #: the global latent site whose drawn value is the observation's scale (a Bayesian σ)
+    scale_site: str | None = None
+    #: the guide's q(g) of that site, or None
+    scale_posterior: torch.distributions.Distribution | None = None
+
+
+def _sum(terms: list[torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
+    total = None
+    for term in terms:
+        total = term if total is None else total + term
+    return zero if total is None else total
 
 
 @torch.no_grad()
-def elbo_terms(vae: VAE, x: torch.Tensor) -> Terms:
-    """Compute :class:`Terms` for all rows of ``x`` in one pass (call inside ``vae.params()``)."""
-    guide_tr, model_tr = guide_and_model_traces(vae.model, vae.guide, x)
-    z_site, z_prior = guide_tr.nodes["z"], model_tr.nodes["z"]
-    kl = kl_or_estimate(z_site["fn"], z_prior["fn"], z_site["value"])
-    global_kl = x.new_zeros(())
-    if "scale" in guide_tr.nodes and guide_tr.nodes["scale"]["type"] == "sample":
-        q, p = guide_tr.nodes["scale"]["fn"], model_tr.nodes["scale"]["fn"]
-        global_kl = kl_or_estimate(q, p, guide_tr.nodes["scale"]["value"]).sum()
-    obs = model_tr.nodes["x"]["fn"]
+def elbo_terms(model: Model, x: torch.Tensor) -> Terms:
+    """Compute :class:`Terms` for all rows of ``x`` in one pass (call inside ``model.params()``).
+
+    Sites are found by role (:func:`vaelik.inference.estimators.sites`): the KL
+    sums over the local latent sites, ``global_kl`` over the global ones,
+    ``recon`` is the one observed site's log density; ``z_loc``, ``z_scale`` are
+    the mean and standard deviation of the guide's (first) local latent site.
+    """
+    guide_tr, model_tr = guide_and_model_traces(model.model, model.guide, x)
+    s = sites(guide_tr, model_tr)
+    kl = _sum([kl_or_estimate(guide_tr.nodes[n]["fn"], model_tr.nodes[n]["fn"],
+                              guide_tr.nodes[n]["value"]) for n in s.local_latent],
+              x.new_zeros(x.shape[0]))
+    global_kl = _sum([kl_or_estimate(guide_tr.nodes[n]["fn"], model_tr.nodes[n]["fn"],
+                                     guide_tr.nodes[n]["value"]).sum() for n in s.global_latent],
+                     x.new_zeros(()))
+    obs = s.observed_site()["fn"]
     mean = obs.mean
     base = getattr(obs, "base_dist", obs)
     scale = getattr(base, "scale", None)
+    scale_site = None
     if scale is not None:
-        scale = _compact_scale(scale, x.shape)
+        scale = compact_scale(scale, x.shape)
+        scale_site = _scale_site(s, scale)
     # the guide's q(z|x) from the same trace (no second encoder pass): Normal, or a Delta (AE)
-    q_z = getattr(z_site["fn"], "base_dist", z_site["fn"])
-    z_loc = q_z.mean
-    z_scale = getattr(q_z, "scale", None)
-    if z_scale is None:
-        z_scale = torch.zeros_like(z_loc)
+    q_z = guide_tr.nodes[s.local_latent[0]]["fn"]
     return Terms(
         recon=obs.log_prob(x),
         kl=kl,
@@ -73,12 +92,23 @@ def elbo_terms(vae: VAE, x: torch.Tensor) -> Terms:
         bce=bce_loss(x, mean),
         mean=mean,
         scale=scale,
-        z_loc=z_loc,
-        z_scale=z_scale,
+        z_loc=q_z.mean,
+        z_scale=q_z.stddev,
+        scale_site=scale_site,
+        scale_posterior=guide_tr.nodes[scale_site]["fn"] if scale_site else None,
     )
 
 
-def _compact_scale(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def _scale_site(s, scale: torch.Tensor) -> str | None:
+    """The global latent site whose drawn value is the observation's scale, if any."""
+    for name in s.global_latent:
+        value = s.model_trace.nodes[name]["value"]
+        if value.shape == scale.shape and torch.equal(value, scale):
+            return name
+    return None
+
+
+def compact_scale(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Reduce a broadcast scale to its true shape: () global, (d,) per-dim, or (n, d)."""
     scale = scale.expand(shape)
     if bool((scale == scale.reshape(-1)[0]).all()):
@@ -95,19 +125,21 @@ def scale_summary(scale: torch.Tensor | None) -> float | None:
     return float(scale.pow(2).mean().sqrt())
 
 
-def split_metrics(vae: VAE, x: torch.Tensor, chunk: int = 8192) -> dict[str, float]:
+def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str, float]:
     """Per-data-point ``elbo, recon, kl`` and per-element ``mse, mae, bce``, ``scale`` on ``x``.
 
     ``x`` is processed in chunks of ``chunk`` rows to bound memory; with
-    ``scale="optimal"`` the scale is the ML value of each chunk.
+    ``scale="optimal"`` the scale is the ML value of each chunk; a scale that is
+    a global latent (Bayesian) is reported as its posterior mean :math:`\\mathbb E_q[\\sigma]`.
     """
     n = x.shape[0]
     sums = torch.zeros(5, dtype=torch.float64, device=x.device)
     sq_scale = torch.zeros((), dtype=torch.float64, device=x.device)
     has_scale = False
     global_kl = None
+    posterior = None
     for start in range(0, n, chunk):
-        t = elbo_terms(vae, x[start : start + chunk])
+        t = elbo_terms(model, x[start : start + chunk])
         rows = t.recon.shape[0]
         sums += torch.stack(
             [
@@ -122,8 +154,13 @@ def split_metrics(vae: VAE, x: torch.Tensor, chunk: int = 8192) -> dict[str, flo
             has_scale = True
             sq_scale += t.scale.double().pow(2).mean() * rows
         global_kl = t.global_kl
+        posterior = t.scale_posterior
     recon, kl, mse, mae, bce = (sums[:5] / n).tolist()
     kl += float(global_kl) / n
+    if posterior is not None:
+        scale = float(posterior.mean.detach())
+    else:
+        scale = float(sq_scale.div(n).sqrt()) if has_scale else None
     return {
         "elbo": recon - kl,
         "recon": recon,
@@ -131,18 +168,5 @@ def split_metrics(vae: VAE, x: torch.Tensor, chunk: int = 8192) -> dict[str, flo
         "mse": mse,
         "mae": mae,
         "bce": bce,
-        "scale": _bayes_scale_mean(vae) if _is_bayesian(vae) else (
-            float(sq_scale.div(n).sqrt()) if has_scale else None),
+        "scale": scale,
     }
-
-
-def _is_bayesian(vae: VAE) -> bool:
-    return getattr(vae.likelihood, "scale_mode", "none") == "bayesian"
-
-
-def _bayes_scale_mean(vae: VAE) -> float:
-    """Posterior mean of a Bayesian scale, E_q[σ] = exp(m + s²/2) for q = LogNormal(m, s)."""
-    import pyro
-
-    loc, sd = pyro.param("scale_q_loc").detach(), pyro.param("scale_q_sd").detach()
-    return float(torch.exp(loc + sd.pow(2) / 2))

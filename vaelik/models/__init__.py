@@ -1,4 +1,4 @@
-"""What is fitted: observation likelihoods, networks, and Pyro model/guide pairs."""
+"""What is fitted: observation likelihoods, networks, and the Pyro model/guide pair."""
 
 from vaelik.models.likelihoods import (
     SCALE_MODES,
@@ -15,8 +15,8 @@ from vaelik.models.likelihoods import (
     mae_loss,
     mse_loss,
 )
-from vaelik.models.networks import Decoder, Encoder
-from vaelik.models.vae import AE, MODELS, VAE, LinearVAE, build_model
+from vaelik.models.networks import NETWORKS, Decoder, Encoder
+from vaelik.models.vae import DATA_PLATE, GUIDES, MODELS, GuideKind, Model, ModelSpec, build_model
 
 __all__ = [
     "SCALE_MODES",
@@ -32,11 +32,14 @@ __all__ = [
     "mse_loss",
     "mae_loss",
     "bce_loss",
+    "NETWORKS",
     "Encoder",
     "Decoder",
-    "VAE",
-    "AE",
-    "LinearVAE",
+    "Model",
+    "ModelSpec",
+    "GuideKind",
     "MODELS",
+    "GUIDES",
+    "DATA_PLATE",
     "build_model",
 ]

@@ -1,24 +1,43 @@
-r"""Explicit Pyro ``model(x)`` / ``guide(x)`` pairs: VAE, deterministic AE, linear VAE.
+r"""One Pyro ``model(x)`` / ``guide(x)`` pair, composed of a likelihood, two networks and a guide kind.
 
-All three share the generative model
+Every model shares the generative model
 
 .. math::
     z_n \sim \mathcal N(0, I_k), \qquad x_n \mid z_n \sim p_\theta(x_n \mid z_n)
 
-with the observation family given by a :class:`~vaelik.models.likelihoods.Likelihood`.
+with the observation family given by a :class:`~vaelik.models.likelihoods.Likelihood`
+and the raw parameters of :math:`p_\theta(x \mid z)` given by a decoder network;
+the guide is :math:`q_\phi(z \mid x)` of a kind in :data:`GUIDES` whose
+parameters come from an encoder network (:mod:`vaelik.models.networks`).
+The named combinations offered by ``--model`` are :data:`MODELS`:
+
+==========  =======================  ========================================
+name        networks                 guide
+==========  =======================  ========================================
+``vae``     ``mlp``                  ``normal``: diagonal Normal
+``ae``      ``mlp``                  ``delta``: a point mass (deterministic AE)
+``linear``  ``mlp``, ``hidden_dim=0``  ``normal`` (probabilistic PCA, C8)
+==========  =======================  ========================================
+
 Minibatches go through ``pyro.plate("data", num_data, subsample=idx)``, which
 scales the per-example terms by ``num_data / batch_size``: the minibatch ELBO is
 an unbiased estimate of the full-data ELBO, while global sites (a learned
-scale, a Bayesian scale and its prior) are counted once.
+scale, a Bayesian scale and its prior) are counted once. Sites inside the
+plate named :data:`DATA_PLATE` are per-example; the estimators of
+:mod:`vaelik.inference.estimators` rely on that name and on nothing else.
 
 Each model keeps its own Pyro parameter-store state (``param_state``) so that
-several fitted models can live in one process; :meth:`VAE.params` activates it.
+several fitted models can live in one process; :meth:`Model.params` activates it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -27,47 +46,121 @@ from torch import nn
 
 from vaelik.errors import InputError
 from vaelik.models.likelihoods import Likelihood
-from vaelik.models.networks import Decoder, Encoder
+from vaelik.models.networks import NETWORKS
 from vaelik.validate import check_positive_int
 
-__all__ = ["VAE", "AE", "LinearVAE", "MODELS", "build_model"]
+__all__ = ["Model", "GuideKind", "ModelSpec", "GUIDES", "MODELS", "DATA_PLATE", "build_model"]
+
+#: Name of the plate over examples: sites inside it are per-example terms.
+DATA_PLATE = "data"
 
 
-class VAE(nn.Module):
-    """Variational autoencoder with a diagonal-Normal amortised guide.
+@dataclass(frozen=True)
+class GuideKind:
+    """A kind of amortised guide: how the encoder's ``(loc, scale)`` become :math:`q(z \\mid x)`.
+
+    Attributes
+    ----------
+    help : str
+        One line for ``--help`` and error messages.
+    q : callable
+        ``q(loc, scale)`` returns the per-coordinate distribution (batch shape
+        ``(B, k)``); the model sums it over the k coordinates (``to_event(1)``).
+    """
+
+    help: str
+    q: Callable[[torch.Tensor, torch.Tensor], dist.TorchDistribution]
+
+
+#: Guide kinds by name.
+GUIDES: dict[str, GuideKind] = {
+    "normal": GuideKind(
+        "diagonal Normal q(z|x) = N(mu(x), diag s(x)^2)", lambda loc, scale: dist.Normal(loc, scale)
+    ),
+    "delta": GuideKind(
+        "point mass q(z|x) = delta(z - mu(x)): a deterministic autoencoder (MAP codes)",
+        lambda loc, scale: dist.Delta(loc),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model: which network builds the encoder/decoder and which guide kind.
+
+    ``options`` are network options fixed by the model, overriding the
+    configuration's (the linear model fixes ``hidden_dim=0``).
+    """
+
+    help: str
+    network: str = "mlp"
+    guide: str = "normal"
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+#: The models of ``--model``; the keys are the choices, ``help`` the help text.
+MODELS: dict[str, ModelSpec] = {
+    "vae": ModelSpec("VAE: MLP encoder and decoder, diagonal-Normal guide"),
+    "ae": ModelSpec("deterministic autoencoder: MLP networks, Delta guide", guide="delta"),
+    "linear": ModelSpec(
+        "linear VAE (probabilistic PCA): affine encoder and decoder, diagonal-Normal guide",
+        options=MappingProxyType({"hidden_dim": 0}),
+    ),
+}
+
+
+class Model(nn.Module):
+    """A likelihood, an encoder, a decoder and a guide kind, as a Pyro model/guide pair.
 
     Parameters
     ----------
     likelihood : Likelihood
         Observation family and its scale handling.
+    encoder, decoder : torch.nn.Module
+        Networks obeying the shape contract of :mod:`vaelik.models.networks`:
+        ``encoder(x: (B, d)) -> (loc, scale)`` each ``(B, k)``;
+        ``decoder(z: (..., k)) -> (..., m d)`` with ``m = likelihood.output_multiplier()``.
+    guide : {"normal", "delta"}
+        Kind of :math:`q(z \\mid x)`, a key of :data:`GUIDES`.
     data_dim, latent_dim : int
-        Sizes of x and z.
-    hidden_dim : int
-        Width of the encoder's and decoder's hidden layer.
+        Sizes d of x and k of z.
+    kind : str, optional
+        The :data:`MODELS` name it was built from (for :meth:`describe`).
+    network_options : dict, optional
+        The options the networks were built with (for :meth:`describe`).
 
     Examples
     --------
-    >>> from vaelik.models import VAE, Normal
-    >>> vae = VAE(Normal(scale="learned"), data_dim=64, latent_dim=8)
+    >>> from vaelik.models import Normal, build_model
+    >>> model = build_model("vae", Normal(scale="learned"), data_dim=64, latent_dim=8)
     >>> x = torch.rand(5, 64)
-    >>> with vae.params():
-    ...     loss = pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+    >>> with model.params():
+    ...     loss = pyro.infer.Trace_ELBO().differentiable_loss(model.model, model.guide, x)
     """
 
-    kind = "vae"
-
     def __init__(
-        self, likelihood: Likelihood, data_dim: int, latent_dim: int = 8, hidden_dim: int = 256
+        self,
+        likelihood: Likelihood,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        guide: str = "normal",
+        *,
+        data_dim: int,
+        latent_dim: int,
+        kind: str | None = None,
+        network_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        check_positive_int("data_dim", data_dim)
-        check_positive_int("latent_dim", latent_dim)
-        if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or hidden_dim < 0:
-            raise InputError(f"hidden_dim must be an integer >= 0, got {hidden_dim!r}")
+        if guide not in GUIDES:
+            raise InputError(f"unknown guide {guide!r}; choose one of: {', '.join(GUIDES)}")
         self.likelihood = likelihood
-        self.data_dim, self.latent_dim, self.hidden_dim = data_dim, latent_dim, hidden_dim
-        self.encoder = Encoder(data_dim, latent_dim, hidden_dim)
-        self.decoder = Decoder(latent_dim, data_dim * likelihood.output_multiplier(), hidden_dim)
+        self.encoder, self.decoder = encoder, decoder
+        self.guide_kind = guide
+        self._q = GUIDES[guide].q
+        self.data_dim = check_positive_int("data_dim", data_dim)
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.kind = kind
+        self.network_options = dict(network_options or {})
         self.param_state: dict = {"params": {}, "constraints": {}}
 
     @contextlib.contextmanager
@@ -78,8 +171,8 @@ class VAE(nn.Module):
 
     def _plate(self, x: torch.Tensor, idx: torch.Tensor | None, num_data: int | None):
         if idx is None:
-            return pyro.plate("data", x.shape[0])
-        return pyro.plate("data", num_data, subsample=idx)
+            return pyro.plate(DATA_PLATE, x.shape[0])
+        return pyro.plate(DATA_PLATE, num_data, subsample=idx)
 
     def model(
         self, x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None
@@ -100,64 +193,63 @@ class VAE(nn.Module):
     def guide(
         self, x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None
     ) -> None:
-        """Variational family :math:`q(z \\mid x) = \\mathcal N(\\mu(x), \\mathrm{diag}\\,s(x)^2)`."""
+        """Variational family :math:`q(z \\mid x)` of the guide kind, from the encoder."""
         pyro.module("encoder", self.encoder)
         self.likelihood.guide_scale(self.data_dim, x)
         with self._plate(x, idx, num_data):
             loc, scale = self.encoder(x)
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            pyro.sample("z", self._q(loc, scale).to_event(1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of :math:`q(z \\mid x)`."""
-        return self.encoder(x)
+        """Mean and standard deviation of :math:`q(z \\mid x)`, each ``(B, k)`` (0 for a point mass)."""
+        q = self._q(*self.encoder(x))
+        return q.mean, q.stddev
 
-    def describe(self) -> dict:
-        return {"model": self.kind, "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim}
-
-
-class AE(VAE):
-    """Deterministic autoencoder: the same networks with a Delta guide.
-
-    With :math:`q(z \\mid x) = \\delta(z - \\mu(x))` the ELBO is
-    :math:`\\log p(x \\mid \\mu(x)) + \\log p(\\mu(x))`: a MAP fit of the codes
-    (the "KL" term reported is :math:`-\\log p(z)`).
-    """
-
-    kind = "ae"
-
-    def guide(self, x, idx=None, num_data=None):
-        pyro.module("encoder", self.encoder)
-        self.likelihood.guide_scale(self.data_dim, x)
-        with self._plate(x, idx, num_data):
-            loc, _ = self.encoder(x)
-            pyro.sample("z", dist.Delta(loc).to_event(1))
-
-    def encode(self, x):
-        loc, _ = self.encoder(x)
-        return loc, torch.zeros_like(loc)
-
-
-class LinearVAE(VAE):
-    """VAE with linear encoder and decoder: probabilistic PCA (DESIGN C8).
-
-    With a Normal likelihood and a learned global σ, the optimum is Tipping &
-    Bishop's: :math:`\\sigma^2_{ML}` is the mean of the discarded eigenvalues of
-    the data covariance and the ELBO equals the exact log-likelihood.
-    """
-
-    kind = "linear"
-
-    def __init__(self, likelihood, data_dim, latent_dim=8, hidden_dim=0):
-        super().__init__(likelihood, data_dim, latent_dim, hidden_dim=0)
-
-
-MODELS: dict[str, type[VAE]] = {"vae": VAE, "ae": AE, "linear": LinearVAE}
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: model name, guide kind, latent size, network options."""
+        return {"model": self.kind, "guide": self.guide_kind, "latent_dim": self.latent_dim,
+                **self.network_options}
 
 
 def build_model(
-    name: str, likelihood: Likelihood, data_dim: int, latent_dim: int = 8, hidden_dim: int = 256
-) -> VAE:
-    """Build a model by name (``"vae"``, ``"ae"``, ``"linear"``)."""
+    name: str,
+    likelihood: Likelihood,
+    data_dim: int,
+    latent_dim: int = 8,
+    hidden_dim: int = 256,
+    *,
+    data_shape: tuple[int, ...] | None = None,
+) -> Model:
+    """Build a model by its :data:`MODELS` name (``"vae"``, ``"ae"``, ``"linear"``, ...).
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`MODELS`: it names the network (a key of
+        :data:`~vaelik.models.networks.NETWORKS`) and the guide kind.
+    likelihood : Likelihood
+    data_dim, latent_dim : int
+        Sizes d of x and k of z.
+    hidden_dim : int
+        Width option of the networks (unless the model fixes it).
+    data_shape : tuple of int, optional
+        Shape of one example (e.g. ``(8, 8)``); ``(data_dim,)`` if not given.
+    """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    return MODELS[name](likelihood, data_dim, latent_dim, hidden_dim)
+    spec = MODELS[name]
+    check_positive_int("data_dim", data_dim)
+    check_positive_int("latent_dim", latent_dim)
+    data_shape = tuple(data_shape) if data_shape else (data_dim,)
+    if math.prod(data_shape) != data_dim:
+        raise InputError(f"data_shape {data_shape} does not have data_dim={data_dim} values; "
+                         "pass the shape of one example")
+    if spec.network not in NETWORKS:
+        raise InputError(f"model {name!r} uses unknown network {spec.network!r}; "
+                         f"choose one of: {', '.join(NETWORKS)}")
+    options = {"hidden_dim": hidden_dim, **spec.options}
+    encoder, decoder = NETWORKS[spec.network](
+        data_shape, latent_dim, likelihood.output_multiplier(), **options
+    )
+    return Model(likelihood, encoder, decoder, spec.guide, data_dim=data_dim,
+                 latent_dim=latent_dim, kind=name, network_options=options)
