@@ -154,10 +154,11 @@ def test_other_checks():
 
 
 def test_lik_opt_reaches_the_likelihood(monkeypatch):
-    from vaelik.models import get_likelihood, likelihoods
+    from vaelik.models import get_likelihood
+    from vaelik.models.likelihoods.base import REGISTRY
 
     # the example registers a Student-t family; keep it out of the other tests' registry
-    monkeypatch.setattr(likelihoods, "_REGISTRY", dict(likelihoods._REGISTRY))
+    before = dict(REGISTRY)
     path = ROOT / "examples" / "student_t.py"
     spec = importlib.util.spec_from_file_location("student_t_example", path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -167,6 +168,8 @@ def test_lik_opt_reaches_the_likelihood(monkeypatch):
     assert config.likelihood_options == {"df": 4}
     assert config.likelihood_kwargs()["df"] == 4
     assert get_likelihood(config.likelihood, **config.likelihood_kwargs()).df == 4.0
+    REGISTRY.clear()
+    REGISTRY.update(before)
 
 
 def test_old_config_json_without_likelihood_options_still_loads():

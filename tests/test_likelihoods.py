@@ -324,7 +324,7 @@ def test_bad_module_class_name_is_one_line(name, message, monkeypatch):
 def test_module_class_name_from_the_working_directory_and_a_file(monkeypatch):
     monkeypatch.chdir(EXAMPLES.parent)
     dotted = get_likelihood("examples.student_t:StudentT", scale="learned", df=4)
-    by_file = get_likelihood(str(EXAMPLES / "student_t.py") + ":StudentT", df="5")
+    by_file = get_likelihood(str(EXAMPLES / "student_t.py") + ":StudentT", df=5)
     assert type(dotted).__name__ == type(by_file).__name__ == "StudentT"
     assert dotted.df == 4.0 and by_file.df == 5.0
     assert dotted.facts().options == {"df": 4.0}
