@@ -43,10 +43,10 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import torch
 
 HIDDEN, LATENT, LR, INIT_SCALE, MIN_SCALE = 400, 20, 1e-3, 0.3, 1e-3
 

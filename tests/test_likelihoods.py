@@ -572,26 +572,29 @@ def test_student_t_fits_digits_end_to_end(student_t_module):
     assert_close(logp.double(), torch.from_numpy(expected), rtol=1e-5, atol=1e-4)
 
 
-def test_student_t_run_directory_reaches_the_analysis(student_t_module, tmp_path, monkeypatch):
-    """A user family's run shows in the scale table and the identity table with its own labels.
+def test_student_t_run_directory_reaches_the_analysis(student_t_module, tmp_path):
+    """A user family trained from the CLI with its ``df`` reaches every table and figure.
 
-    Nothing inside vaelik names the Student-t: the labels come from the facts it states.
+    Nothing inside vaelik names the Student-t: the family is found by its
+    ``file.py:Class`` name and ``--lik-opt df=4`` reaches its constructor; the
+    labels of the scale table, the identity table and the families figure come
+    from the facts it states.
     """
-    import dataclasses
+    import json
 
     from vaelik.analysis import identity_table, load_runs, pointwise_frame, sigma_table
-    from vaelik.inference import TrainConfig, fit
+    from vaelik.analysis.report import write_report
+    from vaelik.cli import main
 
-    settings = dict(data="digits", likelihood="student-t", scale="learned", init_scale=0.3,
-                    epochs=2, hidden_dim=32, elbo="jit-meanfield", iwae_samples=4)
-    if "likelihood_options" in {f.name for f in dataclasses.fields(TrainConfig)}:
-        settings["likelihood_options"] = {"df": 4}
-    else:  # until the config carries family options: hand df to get_likelihood
-        plain = TrainConfig.likelihood_kwargs
-        monkeypatch.setattr(TrainConfig, "likelihood_kwargs", lambda self: {**plain(self), "df": 4})
-    result = fit(TrainConfig(**settings), out=tmp_path / "student-t-df4", progress=False)
-    assert result.model.likelihood.df == 4.0
-    family = result.evaluation["family"]
+    name = f"{EXAMPLES / 'student_t.py'}:StudentT"
+    out = tmp_path / "student-t-df4"
+    code = main(["train", "--data", "digits", "--likelihood", name, "--lik-opt", "df=4",
+                 "--scale", "learned", "--init-scale", "0.3", "--epochs", "2", "--hidden-dim", "32",
+                 "--iwae-samples", "4", "--quiet", "--out", str(out)])
+    assert code == 0
+    assert json.loads((out / "config.json").read_text())["likelihood_options"] == {"df": 4}
+    evaluation = json.loads((out / "eval.json").read_text())
+    family = evaluation["family"]
     assert family["name"] == "student-t" and family["options"] == {"df": 4.0}
     assert family["scale_symbol"] == "σ" and family["loss_sum_column"] == "sse"
     assert family["affine"] is False and family["line_slope"] is None
@@ -600,18 +603,20 @@ def test_student_t_run_directory_reaches_the_analysis(student_t_module, tmp_path
     scales = sigma_table(runs)
     assert list(scales["run"]) == ["student-t-df4"]
     row = scales.iloc[0]
-    assert row["symbol"] == "σ" and row["sigma"] == pytest.approx(result.evaluation["scale"])
+    assert row["symbol"] == "σ" and row["sigma"] == pytest.approx(evaluation["scale"])
     assert math.isnan(row["ratio"])  # the family states no target for its scale
     ident = identity_table(runs).iloc[0]
     assert ident["loss_sum_label"].startswith("SSE") and "BCE" not in ident["loss_sum_label"]
     assert math.isnan(ident["slope_theory"]) and "not a line in the SSE" in ident["reason"]
     assert set(pointwise_frame(runs)["loss_sum_label"]) == {ident["loss_sum_label"]}
-    # and the report lists it in its table of scales
-    from vaelik.analysis.report import write_report
 
+    # the report lists it in its table of scales and draws it in the families figure
     report = write_report(tmp_path, tmp_path / "report.html", tmp_path / "report.md")
-    scale_lines = [line for line in report.markdown.read_text().splitlines() if "student-t-df4" in line]
-    assert any("| σ |" in line for line in scale_lines)
+    lines = [line for line in report.markdown.read_text().splitlines() if "student-t-df4" in line]
+    assert any("| σ |" in line for line in lines)
+    assert any(line.startswith("| student-t | student-t-df4 |") and "SSE Σ(x−x̂)²" in line
+               for line in lines)
+    assert (tmp_path / "report-families-identity.png").stat().st_size > 0
 
 
 def test_student_t_fits_with_default_init_scale(student_t_module):

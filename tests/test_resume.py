@@ -226,7 +226,12 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
 
     import numpy as np
 
-    from vaelik.inference.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from vaelik.inference.checkpoint import (
+        load_checkpoint,
+        rng_state,
+        save_checkpoint,
+        set_rng_state,
+    )
 
     def draw(gen):
         return (np.random.rand(3).tolist(), random.random(), random.gauss(0, 1),

@@ -170,6 +170,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vaelik`` argument parser.
+
+    One subcommand each for ``train``, ``evaluate``, ``report``, ``sweep`` and
+    ``demo``; each sets its handler as the ``func`` default.
+    """
     parser = _Parser(prog="vaelik", description=(
         "Fit autoencoders with different observation likelihoods (Pyro SVI) and compare "
         "the learned scale, the reconstruction terms and the MSE."))

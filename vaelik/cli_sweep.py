@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from vaelik.rundir import Status
 from vaelik.sweep import Expansion, SweepInterrupted, SweepProgress, SweepResult, check_run
 from vaelik.sweep.grid import _fmt
-from vaelik.rundir import Status
 
 __all__ = ["ProgressBar", "describe", "print_notes", "print_summary", "show_sweep"]
 
@@ -64,6 +64,7 @@ class ProgressBar:
         self.enabled, self.bar = enabled, None
 
     def __call__(self, progress: SweepProgress) -> None:
+        """Advance the bar to ``progress.done`` and show the running runs (opened on first call)."""
         if not self.enabled:
             return
         if self.bar is None:

@@ -34,8 +34,8 @@ from vaelik.rundir import (
     write_json,
     write_status,
 )
-from vaelik.rundir.posterior import build_run_data, save_run_data
 from vaelik.rundir.family import FamilyFacts
+from vaelik.rundir.posterior import build_run_data, save_run_data
 
 D = 16
 IMAGE_SHAPE = (4, 4)

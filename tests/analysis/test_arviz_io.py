@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from vaelik.analysis import build_run_data, compare_runs, load_run_data, save_run_data, summarize_scale
+from vaelik.analysis import (
+    build_run_data,
+    compare_runs,
+    load_run_data,
+    save_run_data,
+    summarize_scale,
+)
 from vaelik.analysis.arviz_io import (
     COMPARE_COLUMNS,
     POINT_ESTIMATE,

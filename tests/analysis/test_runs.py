@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from analysis_fixtures import D, EPOCHS, FIXED_SIGMAS, make_run
+from analysis_fixtures import EPOCHS, FIXED_SIGMAS, D, make_run
 
 from vaelik.analysis import RunFileError, load_images, load_per_dim, load_pointwise, load_runs
 

@@ -79,7 +79,7 @@ def _point_row(value: float) -> pd.DataFrame:
 
 
 def summarize_scale(data: Any, prob: float = HDI_PROB) -> pd.DataFrame:
-    """Summary of the observation scale of one run: an HDI of posterior draws, or a point estimate.
+    r"""Summary of the observation scale of one run: an HDI of posterior draws, or a point estimate.
 
     Parameters
     ----------
@@ -95,7 +95,7 @@ def summarize_scale(data: Any, prob: float = HDI_PROB) -> pd.DataFrame:
         ``hdi_upper``, ``interval``, ``prob`` and ``draws``. For a posterior
         (draws of a Bayesian scale): the ArviZ summary, ``hdi_lower``/``hdi_upper``
         the narrowest interval holding ``prob`` of the draws
-        (:math:`\\arg\\min_{[l,u]} (u-l)` s.t. :math:`P(l \\le \\sigma \\le u) \\ge`
+        (:math:`\arg\min_{[l,u]} (u-l)` s.t. :math:`P(l \le \sigma \le u) \ge`
         ``prob``), ``interval`` ``"HDI"``. For a point estimate (fixed, learned,
         optimal; or draws that are all equal, as files written before the
         point-estimate layout held): ``mean`` the value, ``interval``
@@ -141,9 +141,9 @@ def summarize_scale(data: Any, prob: float = HDI_PROB) -> pd.DataFrame:
 
 
 def compare_runs(runs: Mapping[str, Any]) -> pd.DataFrame:
-    """Compare runs by PSIS-LOO expected log predictive density (``az.compare``).
+    r"""Compare runs by PSIS-LOO expected log predictive density (``az.compare``).
 
-    .. math:: \\widehat{\\mathrm{elpd}}_{\\mathrm{loo}} = \\sum_i \\log p(x_i \\mid x_{-i})
+    .. math:: \widehat{\mathrm{elpd}}_{\mathrm{loo}} = \sum_i \log p(x_i \mid x_{-i})
 
     Only meaningful for runs on the same test examples whose likelihoods are
     normalised densities on those data (``comparable: true`` in ``eval.json``).

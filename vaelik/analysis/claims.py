@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 
 from . import figures
-from ._claim import CLAIMS, Claim, Frames, Judgement, is_true, judge_claims, register_claim, verdict_of
+from ._claim import (
+    CLAIMS,
+    Claim,
+    Frames,
+    Judgement,
+    is_true,
+    judge_claims,
+    register_claim,
+    verdict_of,
+)
 from ._common import HELD, NOT_MEASURED, family_of, fmt, not_measured, num
 from .compare import c6_check, c6_frame
 from .sigma import per_dim_summary, sigma_over_epochs

@@ -56,7 +56,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, idx in done.groupby(_GROUP, sort=True, dropna=False).groups.items():
         g = values.loc[idx]
-        row = dict(zip(_GROUP, key))
+        row = dict(zip(_GROUP, key, strict=False))
         row["scale_mode"] = done.loc[idx, "scale_mode"].iloc[0]
         row["n_runs"] = int(len(idx))
         for m in COMPARE_METRICS:
@@ -80,7 +80,7 @@ def format_mean_sd(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         mean, sd = table[f"{m}_mean"], table[f"{m}_sd"]
         out[m] = [
             "n/a" if pd.isna(a) else (f"{a:.{digits}g}" if pd.isna(b) else f"{a:.{digits}g} ± {b:.2g}")
-            for a, b in zip(mean, sd)
+            for a, b in zip(mean, sd, strict=False)
         ]
     out["note"] = table["note"]
     return out

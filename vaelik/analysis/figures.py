@@ -9,6 +9,7 @@ drawing it. Every function uses the Agg backend-compatible object API (no
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
@@ -69,8 +70,8 @@ def plot_sigma_over_epochs(frame: pd.DataFrame) -> Figure:
     splits = sorted(frame["split"].unique())
     fig, axes = _grid(len(splits), ncols=2, size=5.0)
     runs = sorted(frame["run"].unique())
-    palette = dict(zip(runs, sns.color_palette("tab10", len(runs))))
-    for ax, split in zip(axes, splits):
+    palette = dict(zip(runs, sns.color_palette("tab10", len(runs)), strict=False))
+    for ax, split in zip(axes, splits, strict=False):
         part = frame[frame["split"] == split]
         for run, g in part.groupby("run", sort=True):
             ax.plot(g["epoch"], g["sigma"], color=palette[run], label=f"{run}: {g['symbol'].iloc[0]}")
@@ -102,7 +103,7 @@ def plot_identity(points: pd.DataFrame, identity: pd.DataFrame) -> Figure:
         return empty_figure("No pointwise.csv in these runs.")
     rows = identity.head(_MAX_PANELS)
     fig, axes = _grid(len(rows))
-    for ax, (_, row) in zip(axes, rows.iterrows()):
+    for ax, (_, row) in zip(axes, rows.iterrows(), strict=False):
         pts = points[points["run"] == row["run"]]
         ax.scatter(pts["loss_sum"], pts["recon"], s=8, alpha=0.6, label="test examples")
         xs = np.linspace(pts["loss_sum"].min(), pts["loss_sum"].max(), 50) if len(pts) else np.array([])
@@ -112,11 +113,11 @@ def plot_identity(points: pd.DataFrame, identity: pd.DataFrame) -> Figure:
             ax.plot(xs, row["intercept"] + row["slope"] * xs, color="C3", linestyle=":",
                     label=f"fit, R²={row['r2']:.4g}")
         label = row.get("loss_sum_label")
-        ax.set_xlabel(f"{label if isinstance(label, str) and label else 'summed loss'} per test example")
+        ax.set_xlabel(textwrap.fill(label if isinstance(label, str) and label else "summed loss", 26))
         ax.set_ylabel("recon log p(x|z) (nats)")
         ax.set_title(f"{row['run']}", fontsize="small")
         ax.legend(fontsize="xx-small")
-    fig.suptitle("Reconstruction term against the equivalent loss")
+    fig.suptitle("Reconstruction term against the equivalent summed loss, per test example")
     return fig
 
 
@@ -145,7 +146,7 @@ def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("mse", "ma
         data["likelihood"] = data["likelihood"] + "\n(" + setting + ")"
     data["scale"] = data["scale"].astype(str)
     fig, axes = _grid(len(metrics), ncols=2, size=5.0)
-    for i, (ax, metric) in enumerate(zip(axes, metrics)):
+    for i, (ax, metric) in enumerate(zip(axes, metrics, strict=False)):
         data[metric] = pd.to_numeric(data.get(metric), errors="coerce")
         sns.barplot(data=data, x="likelihood", y=metric, hue="scale", errorbar="sd", ax=ax,
                     legend=i == 0)
@@ -218,7 +219,7 @@ def plot_scale_heatmap(per_dim: pd.DataFrame) -> Figure:
         return empty_figure("No per-dimension or predicted scales in these runs.")
     runs = sorted(per_dim["run"].unique())[:_MAX_PANELS]
     fig, axes = _grid(len(runs), size=3.2)
-    for ax, run in zip(axes, runs):
+    for ax, run in zip(axes, runs, strict=False):
         g = per_dim[per_dim["run"] == run].sort_values("dim")
         values = g["sigma"].to_numpy(float)
         shape_text = g["image_shape"].iloc[0]
@@ -270,7 +271,7 @@ def plot_sigma_sweep(frame: pd.DataFrame) -> Figure:
               "active_units": "active units (count)"}
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
-    for ax, metric in zip(axes, labels):
+    for ax, metric in zip(axes, labels, strict=False):
         sns.lineplot(data=fixed, x="sigma", y=metric, hue="data", marker="o", errorbar="sd", ax=ax,
                      legend=metric == "mse")
         if not learned.empty:

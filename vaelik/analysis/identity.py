@@ -28,7 +28,7 @@ __all__ = ["fit_line", "theoretical_line", "identity_table", "pointwise_frame"]
 
 
 def fit_line(loss_sum: np.ndarray, recon: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares line ``recon ≈ intercept + slope · loss_sum`` (``numpy.linalg.lstsq``).
+    r"""Least-squares line ``recon ≈ intercept + slope · loss_sum`` (``numpy.linalg.lstsq``).
 
     Parameters
     ----------
@@ -38,7 +38,7 @@ def fit_line(loss_sum: np.ndarray, recon: np.ndarray) -> tuple[float, float, flo
     Returns
     -------
     slope, intercept, r2 : float
-        :math:`R^2 = 1 - \\sum (y - \\hat y)^2 / \\sum (y - \\bar y)^2`; NaN when
+        :math:`R^2 = 1 - \sum (y - \hat y)^2 / \sum (y - \bar y)^2`; NaN when
         fewer than 3 finite points or no spread in ``loss_sum`` or ``recon``.
     """
     x = np.asarray(loss_sum, dtype=float)
@@ -82,7 +82,7 @@ def _label(facts: FamilyFacts | None) -> str:
 
 
 def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fit and stated lines of ``recon`` on ``loss_sum`` for every completed run.
+    r"""Fit and stated lines of ``recon`` on ``loss_sum`` for every completed run.
 
     Parameters
     ----------
@@ -96,7 +96,7 @@ def identity_table(runs: pd.DataFrame) -> pd.DataFrame:
         loss_sum_label`` (what ``loss_sum`` is, e.g. "SSE Σ(x−x̂)²", from the family's
         facts), ``n``, ``slope, intercept, r2`` (fitted), ``slope_theory,
         intercept_theory`` (the line the family states at the run's scale),
-        ``slope_rel_error`` (:math:`|\\hat a / a - 1|`), ``intercept_abs_error``
+        ``slope_rel_error`` (:math:`|\hat a / a - 1|`), ``intercept_abs_error``
         (nats), ``reason`` (why there is no stated line, if there is none).
         ``frame.attrs["problems"]`` lists runs whose ``pointwise.csv`` could not be read.
     """

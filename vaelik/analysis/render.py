@@ -98,18 +98,18 @@ def _escape_inline(value: object) -> str:
 
 
 def escape_md(value: object) -> str:
-    """Text that Markdown shows literally: no links, images, emphasis, HTML or table breaks.
+    r"""Text that Markdown shows literally: no links, images, emphasis, HTML or table breaks.
 
-    ``&``, ``<`` and ``>`` become HTML entities; ``\\ ` * [ ] | ~`` and an ``_``
+    ``&``, ``<`` and ``>`` become HTML entities; ``\ ` * [ ] | ~`` and an ``_``
     not between two letters or digits are backslash-escaped; a leading ``#``, ``+``,
     ``=``, ``-`` or ``1.`` is escaped; newlines become spaces.
 
     Examples
     --------
     >>> print(escape_md("![x](https://e.org/a.png) <script>"))
-    !\\[x\\](https://e.org/a.png) &lt;script&gt;
+    !\[x\](https://e.org/a.png) &lt;script&gt;
     >>> print(escape_md("# not a heading"))
-    \\# not a heading
+    \# not a heading
     """
     return _MD_LINE_START.sub(lambda m: m.group(0) + "\\", _escape_inline(value), count=1)
 

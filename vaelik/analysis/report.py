@@ -86,6 +86,28 @@ def _images_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                             ("prior-samples", "decoded prior samples per likelihood", figures.plot_prior_samples(images))])
 
 
+def _families_section(frames: Frames) -> Section:
+    """One identity panel per likelihood family, labelled by the facts the family stated."""
+    ident = frames.identity
+    if ident.empty:
+        return Section("families", "Each family against its own loss",
+                       reading="No run with pointwise.csv: nothing to draw.")
+    # one run per family: a global scale (where the family states a line) first, then the lowest seed
+    order = ident.assign(_no_line=num(ident, "slope_theory").isna())
+    picked = order.sort_values(["_no_line", "run"]).drop_duplicates("family").drop(columns="_no_line")
+    cols = [c for c in ("family", "run", "scale_mode", "loss_sum_label", "slope", "slope_theory", "r2",
+                        "reason") if c in picked.columns]
+    return Section("families", "Each family against its own loss",
+                   reading="For one run of every likelihood family found, the reconstruction term per test "
+                           "example against the summed loss the family states it is equivalent to (its "
+                           "label comes from the family's facts in eval.json). The black line is the exact "
+                           "relation the family states, where it states one; the dotted line is the "
+                           "least-squares fit.",
+                   tables=[("One run per family", picked[cols].reset_index(drop=True))],
+                   figures=[("families-identity", "recon against each family's summed loss",
+                             figures.plot_identity(frames.points, picked))])
+
+
 def _comparison_section(runs: pd.DataFrame) -> Section:
     table = comparison_table(runs)
     return Section("comparison", "Test metrics over likelihood × scale",
@@ -127,7 +149,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         if len(group) < 2:
             numbers.append(f"{data_name}: only one comparable run ({', '.join(group)}); nothing to compare")
             continue
-        paths = dict(zip(runs["run"], runs["path"]))
+        paths = dict(zip(runs["run"], runs["path"], strict=False))
         try:
             ranking = heldout_ranking({name: load_pointwise(paths[name]) for name in group})
         except (OSError, ValueError, KeyError) as exc:
@@ -202,7 +224,7 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     Returns
     -------
     sections : list of Section
-        The claims first, then comparison, images, ArviZ, runs.
+        The claims first, then families, comparison, images, ArviZ, runs.
     problems : list of str
         :attr:`Runs.problems` plus problems met here.
     """
@@ -211,6 +233,7 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     done = frames.runs
     sections = [
         *judge_claims(frames, claims),
+        _families_section(frames),
         _comparison_section(done),
         _images_section(done, problems),
         _arviz_section(done, problems),

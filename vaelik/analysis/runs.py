@@ -20,15 +20,9 @@ from vaelik.config import FIELDS
 from vaelik.rundir import (
     CONFIG_FILE,
     EVAL_FILE,
-    IMAGE_ARRAYS,
-    IMAGES_FILE,
     METRICS_COLUMNS,
     METRICS_FILE,
     METRICS_REQUIRED,
-    PER_DIM_COLUMNS,
-    PER_DIM_FILE,
-    POINTWISE_FILE,
-    POINTWISE_REQUIRED,
     RunFileError,
     Status,
     read_csv,
@@ -36,6 +30,8 @@ from vaelik.rundir import (
     read_status,
 )
 from vaelik.rundir.family import FamilyFacts
+
+from .run_files import load_images, load_per_dim, load_pointwise
 
 __all__ = [
     "family_columns",
@@ -355,88 +351,17 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
             # A name must identify one run in tables and figures: add the folder.
             runs.loc[dupes, "run"] = [
                 f"{name} [{Path(p).parent.name}/{Path(p).name}]"
-                for name, p in zip(runs.loc[dupes, "run"], runs.loc[dupes, "path"])
+                for name, p in zip(runs.loc[dupes, "run"], runs.loc[dupes, "path"], strict=False)
             ]
             problems.append("several runs share a name; their folder was added to the name")
     if metric_frames:
         metrics_all = pd.concat(metric_frames, ignore_index=True)
-        metrics_all["run"] = metrics_all["path"].map(dict(zip(runs["path"], runs["run"])))
+        metrics_all["run"] = metrics_all["path"].map(dict(zip(runs["path"], runs["run"], strict=False)))
     else:
         metrics_all = pd.DataFrame(
             columns=[c for c in METRICS_COLUMNS if c != "scale"] + ["scale_value", "run", "path", *CONFIG_COLUMNS]
         )
     return Runs(runs=runs, metrics=metrics_all, problems=problems, root=root)
-
-
-def load_pointwise(run_path: str | Path) -> pd.DataFrame:
-    """Read ``pointwise.csv``: one row per test example.
-
-    Parameters
-    ----------
-    run_path : str or Path
-        The run directory.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``index, elbo, recon, kl, log_px, loss_sum`` and, when written,
-        ``sse, sae, bce_sum``; all numeric.
-
-    Raises
-    ------
-    RunFileError
-        If the file is missing, unreadable or lacks a required column.
-    """
-    return read_csv(Path(run_path) / POINTWISE_FILE, POINTWISE_REQUIRED)
-
-
-def load_per_dim(run_path: str | Path) -> pd.DataFrame:
-    """Read ``per_dim.csv``: one row per data dimension (``dim, scale, mse, mae``).
-
-    Raises
-    ------
-    RunFileError
-        If the file is missing, unreadable or lacks a required column.
-    """
-    return read_csv(Path(run_path) / PER_DIM_FILE, PER_DIM_COLUMNS)
-
-
-def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
-    """Read ``images.npz`` (``np.load(..., allow_pickle=False)``).
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        ``originals`` (n, d), ``reconstructions`` (n, d), ``prior_samples`` (m, d)
-        and ``image_shape`` (2,) -- or (0,) when the data are not images.
-
-    Raises
-    ------
-    RunFileError
-        If the file is missing, unreadable, holds objects, or lacks an array.
-    """
-    path = Path(run_path) / IMAGES_FILE
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: np.asarray(npz[key]) for key in npz.files}
-    except FileNotFoundError as exc:
-        raise RunFileError(f"{path}: missing; re-run `vaelik evaluate` on this run") from exc
-    except (OSError, ValueError) as exc:
-        raise RunFileError(f"{path}: unreadable ({exc})") from exc
-    missing = [k for k in IMAGE_ARRAYS if k not in arrays]
-    if missing:
-        raise RunFileError(f"{path}: lacks array(s) {', '.join(missing)}")
-    shape = arrays["image_shape"].astype(int).ravel()
-    arrays["image_shape"] = shape
-    if shape.size == 2:
-        d = int(np.prod(shape))
-        for key in ("originals", "reconstructions", "prior_samples"):
-            if arrays[key].ndim != 2 or arrays[key].shape[1] != d:
-                raise RunFileError(
-                    f"{path}: {key} has shape {arrays[key].shape}, expected (n, {d}) for images "
-                    f"of shape {tuple(shape)}"
-                )
-    return arrays
 
 
 def finite(value: object) -> bool:

@@ -39,10 +39,10 @@ def _scaled(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     cols = [c for c in frame.columns if c == "family" or str(c).startswith(FAMILY_PREFIX)]
     cache: dict = {}
     facts = {}
-    for idx, values in zip(frame.index, frame[cols].itertuples(index=False, name=None)):
+    for idx, values in zip(frame.index, frame[cols].itertuples(index=False, name=None), strict=False):
         key = tuple(str(v) for v in values)  # one lookup per distinct set of facts
         if key not in cache:
-            cache[key] = facts_of(dict(zip(cols, values)))
+            cache[key] = facts_of(dict(zip(cols, values, strict=False)))
         if cache[key] is not None and cache[key].has_scale:
             facts[idx] = cache[key]
     return frame.loc[list(facts)], facts
@@ -61,7 +61,7 @@ def _labels(out: pd.DataFrame, facts: dict) -> None:
 
 
 def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """C2/C4 table: the final scale of every run whose family has a scale, against its error.
+    r"""C2/C4 table: the final scale of every run whose family has a scale, against its error.
 
     Parameters
     ----------
@@ -76,9 +76,9 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
         ``sigma`` (eval.json ``scale``: the scale, or the RMS of per-dimension scales),
         ``target_label`` and ``target`` (what the scale should converge to, e.g. √MSE or
         MAE; NaN when the family states none), ``ratio_label`` and ``ratio``
-        (:math:`s^p/\\mathrm{loss}`, e.g. σ²/MSE or b/MAE, recomputed from ``scale`` and
+        (:math:`s^p/\mathrm{loss}`, e.g. σ²/MSE or b/MAE, recomputed from ``scale`` and
         the loss, not copied from eval.json), ``mse``, ``rmse``
-        (:math:`\\sqrt{\\mathrm{MSE}}`), ``mae``, ``min_scale``, ``scales_at_bound``.
+        (:math:`\sqrt{\mathrm{MSE}}`), ``mae``, ``min_scale``, ``scales_at_bound``.
     """
     cols = [*_ID, "symbol", "sigma", "target_label", "target", "ratio_label", "ratio", "mse",
             "rmse", "mae", "min_scale", "scales_at_bound"]
@@ -101,7 +101,7 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Over-training frame: the scale against its target per epoch and split.
+    r"""Over-training frame: the scale against its target per epoch and split.
 
     Parameters
     ----------
@@ -113,7 +113,7 @@ def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         One row per run x epoch x split of runs with a measured scale: ``run,
         likelihood, family, scale, scale_mode, epoch, split``, ``symbol``, ``sigma``
-        (metrics ``scale``), ``rmse`` (:math:`\\sqrt{\\mathrm{MSE}}`), ``mae``,
+        (metrics ``scale``), ``rmse`` (:math:`\sqrt{\mathrm{MSE}}`), ``mae``,
         ``target_label`` and ``target`` (what the scale should track, e.g. √MSE or
         MAE), ``ratio_label`` and ``ratio`` (e.g. σ²/MSE, b/MAE). A train ratio far
         below the test ratio late in training is over-fitting of the scale to the
@@ -140,7 +140,7 @@ def sigma_over_epochs(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "predicted")) -> pd.DataFrame:
-    """C3 frame: per-dimension scale against per-dimension error (``per_dim.csv``).
+    r"""C3 frame: per-dimension scale against per-dimension error (``per_dim.csv``).
 
     Parameters
     ----------
@@ -154,8 +154,8 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
     pandas.DataFrame
         One row per run x dimension: ``run, likelihood, family, scale_mode,
         image_shape, dim, symbol, sigma, mse, rmse, mae``, ``target_label`` and
-        ``target`` (the dimension's :math:`\\mathrm{loss}_j^{1/p}`, e.g. RMSE_j or
-        MAE_j), ``ratio`` (:math:`s_j^p/\\mathrm{loss}_j`), ``min_scale`` and
+        ``target`` (the dimension's :math:`\mathrm{loss}_j^{1/p}`, e.g. RMSE_j or
+        MAE_j), ``ratio`` (:math:`s_j^p/\mathrm{loss}_j`), ``min_scale`` and
         ``at_bound`` (s_j within 1 % of the lower bound). ``frame.attrs["problems"]``
         lists runs whose ``per_dim.csv`` could not be read.
     """
@@ -196,15 +196,15 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
 
 
 def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Summarise :func:`per_dim_frame` per run (C3).
+    r"""Summarise :func:`per_dim_frame` per run (C3).
 
     Returns
     -------
     pandas.DataFrame
         One row per run: ``run, likelihood, family, scale_mode, n_dims, n_at_bound``,
         ``correlation`` (Pearson r of the scales and their targets over all dims),
-        ``median_ratio`` (median of :math:`s_j^p/\\mathrm{loss}_j`, e.g.
-        :math:`\\sigma_j^2/\\mathrm{MSE}_j`, over dims not at the bound and with a
+        ``median_ratio`` (median of :math:`s_j^p/\mathrm{loss}_j`, e.g.
+        :math:`\sigma_j^2/\mathrm{MSE}_j`, over dims not at the bound and with a
         non-zero error).
     """
     cols = ["run", "likelihood", "family", "scale_mode", "n_dims", "n_at_bound", "correlation",

@@ -105,7 +105,7 @@ def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Te
         "format": FORMAT,
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "epoch": epoch,
-        "params": {n: p.detach().cpu().clone() for n, p in zip(names, params)},
+        "params": {n: p.detach().cpu().clone() for n, p in zip(names, params, strict=False)},
         "optimizer": optimizer.state_dict(),
         "rng": rng_state(gen),
         "metrics": [dict(r) for r in rows],
@@ -117,7 +117,7 @@ def params_mismatch(stored: dict[str, torch.Tensor], names: list[str],
     """Why checkpoint tensors ``stored`` do not fit the model's parameters (None if they do)."""
     if sorted(stored) != names:
         return "checkpoint parameters do not match the model"
-    for n, p in zip(names, params):
+    for n, p in zip(names, params, strict=False):
         if stored[n].shape != p.shape:
             return (f"checkpoint parameter {n} has shape {tuple(stored[n].shape)}, "
                     f"the model {tuple(p.shape)}")
@@ -128,7 +128,7 @@ def load_params(stored: dict[str, torch.Tensor], names: list[str],
                 params: list[torch.Tensor]) -> None:
     """Copy the checkpoint tensors ``stored`` into the parameters (in place, on their device)."""
     with torch.no_grad():
-        for n, p in zip(names, params):
+        for n, p in zip(names, params, strict=False):
             p.copy_(stored[n].to(p.device))
 
 

@@ -66,6 +66,7 @@ class Dataset:
 
     @property
     def dim(self) -> int:
+        """Number of values per row, ``d``."""
         return int(self.train.shape[1])
 
     def info(self) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def _digits() -> tuple[np.ndarray, tuple[int, int]]:
 
 
 def _linear_gaussian(n: int, d: int, k: int, noise: str, level: float, data_seed: int):
-    r"""x = W z + μ + ε, z ~ N(0, I_k), ε ~ N(0, σ²) or Laplace(0, b) per dimension."""
+    r"""X = W z + μ + ε, z ~ N(0, I_k), ε ~ N(0, σ²) or Laplace(0, b) per dimension."""
     rng = np.random.default_rng(data_seed)
     w = rng.normal(size=(d, k)) / math.sqrt(k)
     mu = rng.normal(size=d)

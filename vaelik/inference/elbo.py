@@ -171,8 +171,11 @@ def guide_and_model_traces(model, guide, *args, **kwargs):
 
 
 def kl_or_estimate(q, p, value: torch.Tensor) -> torch.Tensor:
-    """:math:`\\mathrm{KL}(q\\|p)` where torch has it in closed form, else the one-sample
-    estimate :math:`\\log q(v) - \\log p(v)` at the guide's sample ``value``."""
+    r""":math:`\mathrm{KL}(q\|p)`, in closed form where torch has it, else estimated.
+
+    The estimate is the one-sample :math:`\log q(v) - \log p(v)` at the guide's
+    sample ``value``.
+    """
     try:
         return kl_divergence(q, p)
     except NotImplementedError:

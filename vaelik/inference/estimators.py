@@ -198,7 +198,7 @@ def _weights(guide_trace: Trace, model_trace: Trace, s: Sites) -> torch.Tensor:
 def log_weights(model: Model, x: torch.Tensor, num_particles: int,
                 condition: dict[str, torch.Tensor] | None = None,
                 pilot: Sites | None = None) -> torch.Tensor:
-    """Per-example log importance weights :math:`\\log w_{kn}`, shape ``(num_particles, n)``.
+    r"""Per-example log importance weights :math:`\log w_{kn}`, shape ``(num_particles, n)``.
 
     One vectorised guide trace and one replayed model trace (no chunking: see
     :func:`iwae_log_px` for the chunked estimate). A model with global latents
@@ -231,7 +231,7 @@ def iwae_log_px(
     chunk_floats: int = CHUNK_FLOATS,
     global_draws: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """IWAE estimates of :math:`\\log p(x_n)` per group of particles, shape ``(draws, n)``.
+    r"""IWAE estimates of :math:`\log p(x_n)` per group of particles, shape ``(draws, n)``.
 
     The ``num_samples`` particles are split into ``draws`` groups (sizes differing
     by at most one); row ``s`` is the log-mean-exp of group ``s``'s weights, with
@@ -276,12 +276,12 @@ def _global_means(pilot: Sites) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def observation_site(model: Model, x: torch.Tensor,
                      latents: dict[str, torch.Tensor] | None = None) -> dict:
-    """The model's observed site for data ``x`` (rows ``(n, d)``), off the RNG stream.
+    r"""The model's observed site for data ``x`` (rows ``(n, d)``), off the RNG stream.
 
     With ``latents`` (e.g. ``{"z": z}`` of shape ``(n, k)``) the model is run
     with those sites fixed and every global latent at its posterior mean
-    :math:`\\mathbb E_q[g]`; without, at one draw of the guide. Returns the
-    trace node: ``site["fn"]`` is :math:`p(x \\mid z)`.
+    :math:`\mathbb E_q[g]`; without, at one draw of the guide. Returns the
+    trace node: ``site["fn"]`` is :math:`p(x \mid z)`.
     """
     pilot = model_sites(model, x)
     with off_rng_stream(x.device):
@@ -296,7 +296,7 @@ def observation_site(model: Model, x: torch.Tensor,
 @torch.no_grad()
 def observation_mean(model: Model, latents: dict[str, torch.Tensor],
                      x: torch.Tensor) -> torch.Tensor:
-    """Mean of :math:`p(x \\mid z)` at given local latents, shape ``(n, d)``.
+    r"""Mean of :math:`p(x \mid z)` at given local latents, shape ``(n, d)``.
 
     The model is replayed with ``latents`` fixed (each of batch size n) and the
     global latents at their posterior means; ``x`` supplies the observed site's

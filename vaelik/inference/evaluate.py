@@ -74,9 +74,9 @@ MI_MAX_POINTS = 2000
 
 @torch.no_grad()
 def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI_MAX_POINTS) -> float:
-    """Sampled :math:`I_q(x; z)` of the aggregate posterior over (up to) ``max_points`` rows.
+    r"""Sampled :math:`I_q(x; z)` of the aggregate posterior over (up to) ``max_points`` rows.
 
-    ``loc``, ``sd``: the guide's :math:`q(z \\mid x_n)` parameters, shape ``(n, k)``.
+    ``loc``, ``sd``: the guide's :math:`q(z \mid x_n)` parameters, shape ``(n, k)``.
     """
     loc, sd = loc[:max_points], sd[:max_points]
     if bool((sd == 0).all()):
@@ -91,9 +91,9 @@ def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI
 
 @torch.no_grad()
 def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
-    """Number of latent dimensions with :math:`\\mathrm{Var}_x(\\mathbb E_q[z_i]) >` threshold.
+    r"""Number of latent dimensions with :math:`\mathrm{Var}_x(\mathbb E_q[z_i]) >` threshold.
 
-    ``loc``: :math:`\\mathbb E_q[z \\mid x_n]` for every example, shape ``(n, k)``.
+    ``loc``: :math:`\mathbb E_q[z \mid x_n]` for every example, shape ``(n, k)``.
     """
     return int((loc.var(dim=0) > threshold).sum())
 
@@ -153,11 +153,12 @@ def evaluate_model(
     run_dir: str | Path | None = None,
     num_samples: int | None = None,
 ) -> EvalRecord:
-    """Evaluate on the test split; write ``eval.json``, ``pointwise.csv``, ``per_dim.csv``,
-    ``images.npz`` and ``posterior.nc`` if ``run_dir`` is given.
+    """Evaluate on the test split, writing the evaluation files if ``run_dir`` is given.
 
-    Call inside ``model.params()``. Returns the ``eval.json`` dictionary (keys:
-    :class:`vaelik.rundir.EvalRecord`, documented in ``docs/run-directory.md``).
+    The files are ``eval.json``, ``pointwise.csv``, ``per_dim.csv``, ``images.npz``
+    and ``posterior.nc``. Call inside ``model.params()``. Returns the ``eval.json``
+    dictionary (keys: :class:`vaelik.rundir.EvalRecord`, documented in
+    ``docs/run-directory.md``).
     """
     tick = time.perf_counter()
     device = next(model.parameters()).device

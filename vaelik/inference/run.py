@@ -32,6 +32,8 @@ from vaelik.inference.checkpoint import (
 )
 from vaelik.inference.config import TrainConfig, versions
 from vaelik.inference.data import Dataset, load_data
+from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
+from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 from vaelik.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -45,8 +47,6 @@ from vaelik.rundir import (
     write_json,
     write_status,
 )
-from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
-from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 
 __all__ = ["METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
 
@@ -298,8 +298,11 @@ def _train(
 
 
 def _resumed(run_dir: Path) -> None:
-    """Mark a run whose resume was accepted ``running`` and drop the temporary files
-    a killed process may have left (``.<file>.<random>.tmp``, see ``atomic_write_bytes``)."""
+    """Mark a run whose resume was accepted ``running`` and drop stale temporary files.
+
+    These are the ``.<file>.<random>.tmp`` files a killed process may have left
+    (see ``atomic_write_bytes``).
+    """
     for tmp in run_dir.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
     write_status(run_dir, Status.RUNNING)

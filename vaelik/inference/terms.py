@@ -126,11 +126,11 @@ def scale_summary(scale: torch.Tensor | None) -> float | None:
 
 
 def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str, float]:
-    """Per-data-point ``elbo, recon, kl`` and per-element ``mse, mae, bce``, ``scale`` on ``x``.
+    r"""Per-data-point ``elbo, recon, kl`` and per-element ``mse, mae, bce``, ``scale`` on ``x``.
 
     ``x`` is processed in chunks of ``chunk`` rows to bound memory; with
     ``scale="optimal"`` the scale is the ML value of each chunk; a scale that is
-    a global latent (Bayesian) is reported as its posterior mean :math:`\\mathbb E_q[\\sigma]`.
+    a global latent (Bayesian) is reported as its posterior mean :math:`\mathbb E_q[\sigma]`.
     """
     n = x.shape[0]
     sums = torch.zeros(5, dtype=torch.float64, device=x.device)

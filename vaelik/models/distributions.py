@@ -78,13 +78,20 @@ class GlobalScaleNormal(_GlobalScale, dist.Normal):
 
     @property
     def variance(self) -> torch.Tensor:
+        r""":math:`\sigma^2`, expanded to ``batch_shape``."""
         return self.scale.pow(2).expand(self.batch_shape)
 
     @property
     def stddev(self) -> torch.Tensor:
+        """The scale σ, expanded to ``batch_shape``."""
         return self.scale.expand(self.batch_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        r"""Log density per element, :math:`-\frac{(x - \mu)^2}{2\sigma^2} - \log\sigma - \tfrac12\log(2\pi)`.
+
+        Torch's formula, with :math:`\sigma^2` and :math:`\log\sigma` computed at
+        the scale's own shape.
+        """
         if self._validate_args:
             self._validate_sample(value)
         # torch's formula; var and log_scale are scalars here instead of B × d tensors
@@ -98,13 +105,16 @@ class GlobalScaleLaplace(_GlobalScale, dist.Laplace):
 
     @property
     def variance(self) -> torch.Tensor:
+        r""":math:`2b^2`, expanded to ``batch_shape``."""
         return (2 * self.scale.pow(2)).expand(self.batch_shape)
 
     @property
     def stddev(self) -> torch.Tensor:
+        r""":math:`\sqrt 2\, b`, expanded to ``batch_shape``."""
         return ((2**0.5) * self.scale).expand(self.batch_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        r"""Log density per element, :math:`-\log(2b) - |x - \mu|/b` (``b`` at its own shape)."""
         if self._validate_args:
             self._validate_sample(value)
         return -torch.log(2 * self.scale) - torch.abs(value - self.loc) / self.scale

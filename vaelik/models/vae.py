@@ -57,7 +57,7 @@ DATA_PLATE = "data"
 
 @dataclass(frozen=True)
 class GuideKind:
-    """A kind of amortised guide: how the encoder's ``(loc, scale)`` become :math:`q(z \\mid x)`.
+    r"""A kind of amortised guide: how the encoder's ``(loc, scale)`` become :math:`q(z \mid x)`.
 
     Attributes
     ----------
@@ -110,7 +110,7 @@ MODELS: dict[str, ModelSpec] = {
 
 
 class Model(nn.Module):
-    """A likelihood, an encoder, a decoder and a guide kind, as a Pyro model/guide pair.
+    r"""A likelihood, an encoder, a decoder and a guide kind, as a Pyro model/guide pair.
 
     Parameters
     ----------
@@ -121,7 +121,7 @@ class Model(nn.Module):
         ``encoder(x: (B, d)) -> (loc, scale)`` each ``(B, k)``;
         ``decoder(z: (..., k)) -> (..., m d)`` with ``m = likelihood.output_multiplier()``.
     guide : {"normal", "delta"}
-        Kind of :math:`q(z \\mid x)`, a key of :data:`GUIDES`.
+        Kind of :math:`q(z \mid x)`, a key of :data:`GUIDES`.
     data_dim, latent_dim : int
         Sizes d of x and k of z.
     kind : str, optional
@@ -177,7 +177,7 @@ class Model(nn.Module):
     def model(
         self, x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None
     ) -> None:
-        """Generative model :math:`p(z)\\,p(x \\mid z)` for a batch ``x`` of shape ``(B, d)``.
+        r"""Generative model :math:`p(z)\,p(x \mid z)` for a batch ``x`` of shape ``(B, d)``.
 
         ``idx`` (indices of the batch in the full data) and ``num_data`` turn on
         minibatch scaling; without them ``x`` is the whole data set.
@@ -193,7 +193,7 @@ class Model(nn.Module):
     def guide(
         self, x: torch.Tensor, idx: torch.Tensor | None = None, num_data: int | None = None
     ) -> None:
-        """Variational family :math:`q(z \\mid x)` of the guide kind, from the encoder."""
+        r"""Variational family :math:`q(z \mid x)` of the guide kind, from the encoder."""
         pyro.module("encoder", self.encoder)
         self.likelihood.guide_scale(self.data_dim, x)
         with self._plate(x, idx, num_data):
@@ -201,7 +201,7 @@ class Model(nn.Module):
             pyro.sample("z", self._q(loc, scale).to_event(1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of :math:`q(z \\mid x)`, each ``(B, k)`` (0 for a point mass)."""
+        r"""Mean and standard deviation of :math:`q(z \mid x)`, each ``(B, k)`` (0 for a point mass)."""
         q = self._q(*self.encoder(x))
         return q.mean, q.stddev
 

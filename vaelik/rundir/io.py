@@ -226,13 +226,13 @@ def read_status(run_dir: str | os.PathLike) -> str | None:
 
 
 def safe_run_name(text: str, limit: int = MAX_RUN_NAME) -> str:
-    """A readable, path-safe folder name for a run, made from ``text``.
+    r"""A readable, path-safe folder name for a run, made from ``text``.
 
     The contract (the sweep names its run folders with it; joining the result to
     an output folder never leaves that folder):
 
     - only the characters ``[A-Za-z0-9._-]``: every run of other characters
-      (``/``, ``\\``, spaces, ``<``, non-ASCII, ...) becomes one ``_``;
+      (``/``, ``\``, spaces, ``<``, non-ASCII, ...) becomes one ``_``;
     - no ``..`` anywhere (runs of dots become one dot), so no ``.``/``..`` segment;
     - no leading ``.``, ``-`` or ``_`` (no hidden files, nothing that reads as a
       command-line flag) and no trailing ``.``, ``-`` or ``_``;

@@ -87,7 +87,7 @@ IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
 
 
 class Status:
-    """The values of the one-line ``status`` file, and tests on them.
+    r"""The values of the one-line ``status`` file, and tests on them.
 
     A run writes ``running`` when it starts and, last of all, ``completed``,
     ``interrupted`` (Ctrl-C; resumable) or ``failed: <reason>``. A run is
@@ -97,7 +97,7 @@ class Status:
     --------
     >>> Status.failed("loss was NaN at epoch 3")
     'failed: loss was NaN at epoch 3'
-    >>> Status.is_completed("completed\\n"), Status.is_completed(None)
+    >>> Status.is_completed("completed\n"), Status.is_completed(None)
     (True, False)
     >>> Status.word("failed: loss was NaN")
     'failed'

@@ -26,10 +26,11 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from vaelik.errors import InputError
+from vaelik.rundir import Status, atomic_write_bytes, read_status
 from vaelik.sweep.grid import Grid, SweepRun, expand, grid_to_toml, load_grid
 from vaelik.sweep.table import SweepTable
 from vaelik.sweep.worker import RunOutcome, same_config
-from vaelik.rundir import Status, atomic_write_bytes, read_status
+from vaelik.validate import check_int
 
 __all__ = [
     "GRID_COPY",
@@ -119,8 +120,8 @@ def _threads(jobs: int) -> int:
 
 
 def _check_count(label: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise InputError(f"{label} must be an integer >= 1, got {value!r}")
+    if value is not None:
+        check_int(label, value, 1)
 
 
 def _sweep_folder(out: str | os.PathLike) -> Path:

@@ -80,6 +80,7 @@ class SweepRun:
     config: dict[str, Any]  #: TrainConfig fields (``name`` included)
 
     def train_config(self) -> TrainConfig:
+        """The run's :class:`TrainConfig`, built from ``config``."""
         return TrainConfig.from_dict(self.config)
 
 
@@ -254,7 +255,7 @@ def expand(grid: Grid) -> Expansion:
     combos: list[dict[str, Any]] = []
     keys = list(grid.axes)
     for values in itertools.product(*(grid.axes[k] for k in keys)):
-        combos.append({**grid.base, **dict(zip(keys, values))})
+        combos.append({**grid.base, **dict(zip(keys, values, strict=False))})
     combos += [{**grid.base, **e} for e in grid.extra]
 
     notes: list[str] = []
@@ -299,7 +300,7 @@ def expand(grid: Grid) -> Expansion:
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     runs = []
-    for name, config in zip(names, configs):
+    for name, config in zip(names, configs, strict=False):
         if counts[name] > 1 or len(name) >= MAX_NAME:
             name = f"{name[: MAX_NAME - 7]}-{config_hash(config)}"
         runs.append(SweepRun(name=name, config={**config, "name": name}))

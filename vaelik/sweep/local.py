@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vaelik.rundir import Status
 from vaelik.sweep.grid import SweepRun
 from vaelik.sweep.worker import RunOutcome, execute, init_worker, mark, run_lock_path
-from vaelik.rundir import Status
 
 __all__ = ["run_local"]
 

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vaelik.rundir import EVAL_FILE, Status, read_status, write_csv
 from vaelik.sweep.grid import Expansion, SweepRun, _canonical
 from vaelik.sweep.worker import RunOutcome, status_word
-from vaelik.rundir import EVAL_FILE, Status, read_status, write_csv
 
 __all__ = ["METRIC_KEYS", "SWEEP_CSV", "SweepTable", "sweep_table"]
 

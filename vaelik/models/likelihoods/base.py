@@ -147,7 +147,7 @@ class Likelihood:
         return None
 
     def is_normalised_on(self, x: torch.Tensor) -> tuple[bool, str]:
-        """Whether :math:`p(x \\mid z)` is a normalised density/mass on data like ``x``."""
+        r"""Whether :math:`p(x \mid z)` is a normalised density/mass on data like ``x``."""
         return True, "normalised density on this data"
 
     def family_options(self) -> dict[str, Any]:
@@ -318,6 +318,7 @@ class LocationScaleLikelihood(Likelihood):
 
     # -- hooks ------------------------------------------------------------------------
     def output_multiplier(self) -> int:
+        """2 for a ``predicted`` scale (a location and a raw scale per dimension), else 1."""
         return 2 if self.scale_mode == "predicted" else 1
 
     def _prior(self, x: torch.Tensor) -> dist.TorchDistribution:
@@ -325,6 +326,14 @@ class LocationScaleLikelihood(Likelihood):
         return dist.LogNormal(loc, x.new_tensor(self.prior_log_sd))
 
     def model_scale(self, data_dim: int, x: torch.Tensor) -> torch.Tensor | None:
+        """The scale for the model, by scale mode.
+
+        ``fixed``: the number as a tensor; ``learned`` / ``per_dim``: the
+        ``pyro.param`` ``"scale"`` (shape ``()`` / ``(data_dim,)``, bounded below by
+        ``min_scale``); ``bayesian``: a ``pyro.sample`` ``"scale"`` from the
+        LogNormal prior; ``predicted`` / ``optimal``: None (computed in
+        :meth:`observation`).
+        """
         mode = self.scale_mode
         if mode == "fixed":
             return x.new_tensor(self.fixed_scale)
@@ -337,6 +346,11 @@ class LocationScaleLikelihood(Likelihood):
         return None  # predicted / optimal: computed in observation()
 
     def guide_scale(self, data_dim: int, x: torch.Tensor) -> None:
+        """For ``bayesian``: sample ``"scale"`` from the LogNormal posterior; else nothing.
+
+        Its parameters are ``scale_q_loc`` (initially ``log(init_scale)``) and
+        ``scale_q_sd`` (initially 0.1).
+        """
         if self.scale_mode == "bayesian":
             q_loc = pyro.param("scale_q_loc", x.new_tensor(math.log(self.init_scale)))
             q_sd = pyro.param(
@@ -345,6 +359,13 @@ class LocationScaleLikelihood(Likelihood):
             pyro.sample("scale", dist.LogNormal(q_loc, q_sd))
 
     def observation(self, out, scale, x):
+        """:meth:`base` at the decoder mean, as one event over the ``d`` dimensions.
+
+        With a ``predicted`` scale, ``out`` holds the mean and a raw scale, mapped to
+        ``min_scale + softplus(raw)``; with ``optimal``, the scale is
+        :meth:`optimal_scale` of the batch at the detached mean, clipped below at
+        ``min_scale``; otherwise it is ``scale`` from :meth:`model_scale`.
+        """
         d = x.shape[-1]
         if self.scale_mode == "predicted":
             loc, raw = out[..., :d], out[..., d:]
@@ -365,6 +386,7 @@ class LocationScaleLikelihood(Likelihood):
         return line, "" if line is not None else self.line_reason
 
     def describe(self) -> dict[str, Any]:
+        """JSON-ready description, adding ``scale`` (number or mode) and ``min_scale``."""
         info = super().describe()
         info["scale"] = self.fixed_scale if self.scale_mode == "fixed" else self.scale_mode
         info["min_scale"] = self.min_scale

@@ -28,6 +28,10 @@ class Bernoulli(Likelihood):
     unit_interval = True
 
     def observation(self, out, scale, x):
+        """Independent Bernoulli per dimension with logits ``out`` (``scale`` is unused).
+
+        Its support is not validated, so grey levels in [0, 1] are accepted (C5).
+        """
         # validate_args=False: grey levels are outside the {0, 1} support on purpose (see C5).
         return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
 
@@ -36,6 +40,7 @@ class Bernoulli(Likelihood):
         return -1.0, 0.0
 
     def is_normalised_on(self, x):
+        """Normalised (a probability mass) only if every value of ``x`` is 0 or 1."""
         binary = bool(((x == 0) | (x == 1)).all())
         if binary:
             return True, "binary data: a normalised probability mass"
@@ -64,4 +69,8 @@ class ContinuousBernoulli(Likelihood):
     )
 
     def observation(self, out, scale, x):
+        r"""Independent continuous Bernoulli per dimension, :math:`\lambda` from logits ``out``.
+
+        ``scale`` is unused.
+        """
         return dist.ContinuousBernoulli(logits=out).to_event(1)

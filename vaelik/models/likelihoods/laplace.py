@@ -35,11 +35,13 @@ class Laplace(LocationScaleLikelihood):
     point_estimate = "loc"
 
     def base(self, loc, scale):
+        """``Laplace(loc, scale)`` per element; a global scale stays unbroadcast."""
         if is_global(scale):
             return GlobalScaleLaplace(loc, scale)
         return dist.Laplace(loc, scale)
 
     def optimal_scale(self, x, loc):
+        r"""The mean absolute error, :math:`\hat b = \frac{1}{Bd}\sum_{n,j} |x_{nj} - \hat x_{nj}|`."""
         return (x - loc).abs().mean(dim=(-2, -1), keepdim=True)
 
     def recon_line(self, d, scale):

@@ -1,5 +1,6 @@
-r"""Equivalent deterministic losses, per element (as ``torch.nn.functional`` reports them
-with ``reduction="none"``).
+r"""Equivalent deterministic losses, per element.
+
+Each is what ``torch.nn.functional`` reports with ``reduction="none"``.
 
 A likelihood names one of these as its ``loss_name``; its labels (MSE, SSE ...) are in
 :data:`vaelik.rundir.family.LOSS_LABELS`.
@@ -18,12 +19,12 @@ EPS = 1e-6
 
 
 def mse_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Squared error per element, :math:`(x - \\hat x)^2`."""
+    r"""Squared error per element, :math:`(x - \hat x)^2`."""
     return (x - x_hat).pow(2)
 
 
 def mae_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Absolute error per element, :math:`|x - \\hat x|`."""
+    r"""Absolute error per element, :math:`|x - \hat x|`."""
     return (x - x_hat).abs()
 
 

@@ -38,6 +38,7 @@ class Normal(LocationScaleLikelihood):
     point_estimate = "loc"
 
     def base(self, loc, scale):
+        """``Normal(loc, scale)`` per element; a global scale stays unbroadcast."""
         # a global scale (fixed, learned, Bayesian, optimal) stays unbroadcast; per-dim and
         # predicted scales vary over the data dimensions and take torch's Normal
         if is_global(scale):
@@ -45,6 +46,7 @@ class Normal(LocationScaleLikelihood):
         return dist.Normal(loc, scale)
 
     def optimal_scale(self, x, loc):
+        r"""The root mean squared error, :math:`\hat\sigma = \sqrt{\tfrac{1}{Bd}\sum_{n,j} (x_{nj} - \hat x_{nj})^2}`."""
         # argmax_σ Σ log N(x; loc, σ²) = sqrt(mean (x - loc)²), over batch and dimensions
         return (x - loc).pow(2).mean(dim=(-2, -1), keepdim=True).sqrt()
 

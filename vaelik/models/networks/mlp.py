@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaelik.errors import InputError
+from vaelik.validate import check_int
 
 __all__ = ["Encoder", "Decoder", "build"]
 
@@ -24,7 +24,7 @@ def _body(in_features: int, hidden_dim: int) -> tuple[nn.Module, int]:
 
 
 class Encoder(nn.Module):
-    """Amortised diagonal-Normal encoder :math:`x \\mapsto (\\mu(x), s(x))`.
+    r"""Amortised diagonal-Normal encoder :math:`x \mapsto (\mu(x), s(x))`.
 
     Parameters
     ----------
@@ -47,13 +47,14 @@ class Encoder(nn.Module):
         self.latent_dim = latent_dim
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""``(loc, scale)`` of :math:`q(z \mid x)` for ``x`` of shape ``(B, data_dim)``."""
         h = self.head(self.body(x))
         loc, raw = h[..., : self.latent_dim], h[..., self.latent_dim :]
         return loc, F.softplus(raw) + 1e-5
 
 
 class Decoder(nn.Module):
-    """Decoder :math:`z \\mapsto` raw parameters of :math:`p(x \\mid z)`.
+    r"""Decoder :math:`z \mapsto` raw parameters of :math:`p(x \mid z)`.
 
     Outputs ``out_features`` raw values per example (a mean, logits, or a mean
     and a raw scale, as the likelihood asks); ``hidden_dim=0`` makes it affine.
@@ -65,6 +66,7 @@ class Decoder(nn.Module):
         self.head = nn.Linear(width, out_features)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw outputs of shape ``(..., out_features)`` for ``z`` of shape ``(..., latent_dim)``."""
         return self.head(self.body(z))
 
 
@@ -90,8 +92,7 @@ def build(
     >>> [t.shape for t in enc(torch.zeros(5, 64))], dec(torch.zeros(3, 5, 2)).shape
     ([torch.Size([5, 2]), torch.Size([5, 2])], torch.Size([3, 5, 64]))
     """
-    if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or hidden_dim < 0:
-        raise InputError(f"hidden_dim must be an integer >= 0, got {hidden_dim!r}")
+    check_int("hidden_dim", hidden_dim, 0)
     d = math.prod(data_shape)
     # the encoder is created first: the initial weights depend on this order (one seed)
     encoder = Encoder(d, latent_dim, hidden_dim)
