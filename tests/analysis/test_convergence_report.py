@@ -65,3 +65,18 @@ def test_all_runs_converged_says_so(tmp_path):
     report = write_report(tmp_path / "runs", tmp_path / "r.html")
     assert report.basis.startswith("The claims rest on 1 of 1 completed runs (every completed run converged")
     assert report.left_out.empty
+
+
+def test_no_converged_run_leaves_every_claim_unmeasured(tmp_path):
+    """Every run left out (a demo of one epoch): the report is written, no claim is judged."""
+    from analysis_fixtures import build_suite
+
+    root = tmp_path / "runs"
+    build_suite(root)
+    for eval_json in root.rglob("eval.json"):
+        text = eval_json.read_text(encoding="utf-8")
+        if '"converged": true' in text:
+            eval_json.write_text(text.replace('"converged": true', '"converged": false'), encoding="utf-8")
+    report = write_report(root, tmp_path / "r.html", tmp_path / "r.md")
+    assert report.basis.startswith("The claims rest on 0 of ")
+    assert all(v.startswith("not measured") for v in report.verdicts["verdict"]), report.verdicts

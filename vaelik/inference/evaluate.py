@@ -270,7 +270,9 @@ def _convergence(model, data, facts, e, metrics) -> dict:
     train = data.train.to(next(model.parameters()).device)
     ratio = None  # on the training split, for a global learned scale with a stated target
     if e["scale_mode"] == "learned" and facts.scale_power is not None:
-        m = split_metrics(model, train)
+        cuda = [train.device.index or 0] if train.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the other draws of the evaluation stay as they were
+            m = split_metrics(model, train)
         ratio = facts.ratio(m["scale"], m[facts.loss]) if m["scale"] and m[facts.loss] > 0 else None
     scales = e["scale_per_dim"] or ([e["scale"]] if e["scale"] is not None else None)
     verdict = judge_convergence(
