@@ -105,7 +105,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         log_px = f"{log_px:.3f}" if isinstance(log_px, float) and log_px == log_px else "n/a"
         print(f"completed {result.run_dir}: test ELBO {e['elbo']:.3f} nats, "
               f"MSE {e['mse']:.5f}, log p(x) {log_px}{scale}")
+    _warn_unconverged("train", result.evaluation)
     return 0
+
+
+def _warn_unconverged(command: str, evaluation: dict[str, Any]) -> None:
+    """One warning line on stderr when ``eval.json`` says the run did not converge.
+
+    Printed with ``--quiet`` too: it is a warning about the result, not progress.
+    """
+    from vaelik.inference.convergence import Convergence
+
+    if evaluation.get("converged", True) is not False:
+        return
+    reasons = [str(r) for r in evaluation.get("convergence_reasons") or []] or ["no reason recorded"]
+    print(f"vaelik {command}: warning: {Convergence(False, reasons).warning()}", file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -120,6 +134,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     e = evaluate_run(args.run, iwae_samples=args.iwae_samples)
     print(f"wrote {os.path.join(args.run, 'eval.json')}: test ELBO {e['elbo']:.3f}, "
           f"log p(x) {e['log_px']:.3f} (K={e['log_px_samples']})")
+    _warn_unconverged("evaluate", e)
     return 0
 
 
@@ -186,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(_defaults={dest: p.get_default(dest) for dest in _TRAIN_DESTS})
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary (the warning that a run did not converge is "
+                        "still printed)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="(re)write eval.json of a run")
@@ -212,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local processes or a Ray cluster (default %(default)s)")
     p.add_argument("--address", default=None,
                    help="Ray address: local, auto or ray://HOST:10001 (implies --backend ray)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary (the warning that a run did not converge is "
+                        "still printed)")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("demo", help="train the standard grid on digits and write the report")

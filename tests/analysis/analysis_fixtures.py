@@ -117,8 +117,13 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
              kl: float = 12.0, active_units: int = 6, mutual_info: float | None = None,
              comparable: bool = True, status: str = Status.COMPLETED, per_dim_scale=None,
              per_dim_mse=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
-             pointwise: str = "affine", folder: Path | None = None) -> dict:
-    """Write one run directory; return what was planted."""
+             pointwise: str = "affine", folder: Path | None = None, converged: bool | None = True,
+             convergence_reasons: list[str] | None = None) -> dict:
+    """Write one run directory; return what was planted.
+
+    ``converged=None`` writes an eval.json without the convergence keys (an older run
+    directory); ``converged=False`` plants ``convergence_reasons`` (default: one).
+    """
     rng = np.random.default_rng(abs(hash((name, seed))) % 2**32)
     run_dir = (folder or root) / name.replace("/", "_").replace("<", "_").replace(">", "_")
     run_dir.mkdir(parents=True)
@@ -211,6 +216,10 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
     }
     if ppca is not None:
         evaluation["ppca"] = ppca
+    if converged is not None:
+        reasons = [] if converged else (convergence_reasons or [
+            "training ELBO still rising by 2.5 nats/epoch over the last 5 epochs (> 0.05): raise --epochs"])
+        evaluation.update(converged=converged, convergence_reasons=reasons, convergence_notes=[])
     assert set(evaluation) <= set(EVAL_KEYS), set(evaluation) - set(EVAL_KEYS)
     write_json(run_dir / EVAL_FILE, evaluation)
     write_status(run_dir, status)

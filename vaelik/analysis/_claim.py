@@ -26,29 +26,41 @@ from .render import Section
 from .runs import Runs
 
 __all__ = ["Claim", "Frames", "Judgement", "CLAIMS", "register_claim", "judge_claims", "verdict_of",
-           "is_true"]
+           "is_true", "converged_mask"]
 
 
 @dataclass(frozen=True)
 class Frames:
     """The tidy frames the judges read, computed once per report.
 
+    The claims are judged on converged runs only: a completed run whose
+    ``eval.json`` says ``converged: false`` is left out of every frame the
+    judges read (and listed in :attr:`left_out`); a run that does not record the
+    verdict (an older run directory) counts as converged.
+
     Attributes
     ----------
     runs : pandas.DataFrame
-        Completed runs (:attr:`vaelik.analysis.Runs.completed`).
+        The runs the claims rest on: completed (:attr:`vaelik.analysis.Runs.completed`)
+        and converged.
     metrics : pandas.DataFrame
-        Per-epoch metrics of every run (:attr:`vaelik.analysis.Runs.metrics`).
+        Per-epoch metrics of those runs (from :attr:`vaelik.analysis.Runs.metrics`).
     identity : pandas.DataFrame
-        :func:`vaelik.analysis.identity_table` of the completed runs.
+        :func:`vaelik.analysis.identity_table` of those runs.
     points : pandas.DataFrame
-        :func:`vaelik.analysis.pointwise_frame` of the completed runs.
+        :func:`vaelik.analysis.pointwise_frame` of those runs.
     sigma : pandas.DataFrame
-        :func:`vaelik.analysis.sigma_table` of the completed runs.
+        :func:`vaelik.analysis.sigma_table` of those runs.
     per_dim : pandas.DataFrame
-        :func:`vaelik.analysis.per_dim_frame` of the completed runs.
+        :func:`vaelik.analysis.per_dim_frame` of those runs.
     problems : list of str
         Problems met while computing the frames.
+    completed : pandas.DataFrame
+        Every completed run, converged or not (column ``converged``): what the
+        comparison, image and ArviZ sections show.
+    left_out : pandas.DataFrame
+        ``run, reason``: the completed runs left out of the claims and why
+        (``not converged: <the reasons from eval.json>``).
     """
 
     runs: pd.DataFrame
@@ -58,19 +70,41 @@ class Frames:
     sigma: pd.DataFrame
     per_dim: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    completed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    left_out: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["run", "reason"]))
 
     @classmethod
     def from_runs(cls, runs: Runs) -> Frames:
-        """Compute every frame from loaded runs (only completed runs are analysed)."""
+        """Compute every frame from loaded runs (completed and converged runs only)."""
         from .identity import identity_table, pointwise_frame
         from .sigma import per_dim_frame, sigma_table
 
         done = runs.completed
-        ident = identity_table(done)
-        per_dim = per_dim_frame(done)
+        ok = converged_mask(done)
+        judged = done[ok].reset_index(drop=True)
+        left = done[~ok]
+        reasons = left["convergence_reasons"] if "convergence_reasons" in left.columns else \
+            pd.Series("", index=left.index)
+        left_out = pd.DataFrame({
+            "run": left["run"].astype(str),
+            "reason": ["not converged" + (f": {r}" if isinstance(r, str) and r else "") for r in reasons],
+        }, columns=["run", "reason"]).reset_index(drop=True)
+        metrics = runs.metrics
+        if "path" in metrics.columns and "path" in done.columns:
+            metrics = metrics[~metrics["path"].isin(set(left["path"]))].reset_index(drop=True)
+        ident = identity_table(judged)
+        per_dim = per_dim_frame(judged)
         problems = [*ident.attrs.get("problems", []), *per_dim.attrs.get("problems", [])]
-        return cls(runs=done, metrics=runs.metrics, identity=ident, points=pointwise_frame(done),
-                   sigma=sigma_table(done), per_dim=per_dim, problems=problems)
+        return cls(runs=judged, metrics=metrics, identity=ident, points=pointwise_frame(judged),
+                   sigma=sigma_table(judged), per_dim=per_dim, problems=problems, completed=done,
+                   left_out=left_out)
+
+
+def converged_mask(runs: pd.DataFrame) -> pd.Series:
+    """True for each run that converged or does not record the verdict (column ``converged``)."""
+    if "converged" not in runs.columns:
+        return pd.Series(True, index=runs.index, dtype=bool)
+    return runs["converged"].map(lambda v: not (v is False or str(v).lower() == "false")).astype(bool)
 
 
 @dataclass

@@ -189,7 +189,7 @@ def _environment(fmt: str) -> jinja2.Environment:
 
 
 def render(sections: list[Section], summary: pd.DataFrame, source: str, fmt: Literal["html", "md"],
-           figure_src: Mapping[str, str]) -> str:
+           figure_src: Mapping[str, str], basis: str = "") -> str:
     """Render the report to one format.
 
     Parameters
@@ -203,6 +203,8 @@ def render(sections: list[Section], summary: pd.DataFrame, source: str, fmt: Lit
     figure_src : mapping of str to str
         Figure slug to its image source: a ``data:image/png;base64,…`` URI for HTML,
         a file name beside the Markdown file for Markdown.
+    basis : str
+        A line shown under the verdict summary: how many runs the claims rest on.
 
     Returns
     -------
@@ -214,6 +216,6 @@ def render(sections: list[Section], summary: pd.DataFrame, source: str, fmt: Lit
     verdicts = [{"claim": r.claim, "title": r.title, "verdict": r.verdict, "tolerance": r.tolerance,
                  "verdict_class": _verdict_class(r.verdict)} for r in summary.itertuples()]
     template = _environment(fmt).get_template(f"report.{fmt}.j2")
-    text = template.render(source=source, verdicts=verdicts, summary=_table("", summary),
+    text = template.render(source=source, verdicts=verdicts, summary=_table("", summary), basis=basis,
                            sections=[_view(s, figure_src) for s in sections])
     return text.rstrip("\n") + "\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,14 +25,14 @@ from matplotlib.figure import Figure
 from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
-from ._claim import is_true
+from ._claim import converged_mask, is_true
 from ._common import num
 from .claims import Claim, Frames, judge_claims
-from .compare import comparison_table, format_mean_sd, heldout_ranking
+from .compare import _GROUP, comparison_table, format_mean_sd, heldout_ranking
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
-__all__ = ["Section", "Report", "PSIS_LOO_COLUMNS", "build_sections", "write_report"]
+__all__ = ["Section", "Report", "PSIS_LOO_COLUMNS", "build_sections", "claims_basis", "write_report"]
 
 #: Display names of :func:`vaelik.analysis.compare_runs` columns whose ArviZ names say more than was
 #: computed: ``p`` is lppd − elpd over the stored draws, ``warning`` that a Pareto k was high.
@@ -53,6 +53,10 @@ class Report:
         Files that could not be read or analyses that could not run.
     figures : list of str
         Slugs of the embedded figures.
+    basis : str
+        The line under the verdict summary: how many runs the claims rest on.
+    left_out : pandas.DataFrame
+        ``run, reason``: completed runs left out of the claims (not converged).
     """
 
     html: Path
@@ -60,22 +64,40 @@ class Report:
     verdicts: pd.DataFrame
     problems: list[str]
     figures: list[str]
+    basis: str = ""
+    left_out: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["run", "reason"]))
 
 
 # --------------------------------------------------------------------------- sections that are not claims
 
 def _pick_per_likelihood(runs: pd.DataFrame) -> pd.DataFrame:
-    # Prefer the VAE / AE runs over the linear model, then the lowest seed.
-    ordered = runs.assign(_lin=runs["model"].astype(str) == "linear", _s=num(runs, "seed").fillna(0))
-    ordered = ordered.sort_values(["likelihood", "_lin", "_s", "run"])
-    return ordered.drop_duplicates("likelihood").drop(columns=["_lin", "_s"])
+    # Prefer converged runs, the VAE / AE runs over the linear model, then the lowest seed.
+    ordered = runs.assign(_unconv=~converged_mask(runs), _lin=runs["model"].astype(str) == "linear",
+                          _s=num(runs, "seed").fillna(0))
+    ordered = ordered.sort_values(["likelihood", "_unconv", "_lin", "_s", "run"])
+    return ordered.drop_duplicates("likelihood").drop(columns=["_unconv", "_lin", "_s"])
+
+
+def _converged_text(runs: pd.DataFrame) -> pd.Series:
+    """The report's ``converged`` column: ``yes``, ``no`` or ``not recorded``."""
+    words = runs["convergence"] if "convergence" in runs.columns else pd.Series("not recorded", index=runs.index)
+    return words.map({"converged": "yes", "not converged": "no"}).fillna("not recorded")
+
+
+def _mark_converged(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (with a ``run`` column) with a ``converged`` column after ``run``."""
+    marks = dict(zip(runs["run"], _converged_text(runs), strict=False))
+    out = table.copy()
+    out.insert(list(out.columns).index("run") + 1, "converged", out["run"].map(marks).fillna("n/a"))
+    return out
 
 
 def _images_section(runs: pd.DataFrame, problems: list[str]) -> Section:
     images = {}
     for row in _pick_per_likelihood(runs).itertuples():
+        mark = "" if converged_mask(runs.loc[runs["run"] == row.run]).all() else ", not converged"
         try:
-            images[f"{row.likelihood} ({row.run})"] = load_images(row.path)
+            images[f"{row.likelihood} ({row.run}{mark})"] = load_images(row.path)
         except RunFileError as exc:
             problems.append(f"{row.run}: {exc}")
     return Section("images", "Reconstructions and prior samples",
@@ -109,13 +131,19 @@ def _families_section(frames: Frames) -> Section:
 
 
 def _comparison_section(runs: pd.DataFrame) -> Section:
-    table = comparison_table(runs)
+    table = format_mean_sd(comparison_table(runs))
+    if not table.empty:  # how many runs of each group converged, e.g. "1 of 2"
+        ok = runs.assign(_ok=converged_mask(runs)).groupby(_GROUP, sort=True, dropna=False)["_ok"]
+        counts = ok.agg(lambda s: f"{int(s.sum())} of {len(s)}").rename("converged").reset_index()
+        table = table.merge(counts, on=_GROUP, how="left")
+        table.insert(list(table.columns).index("n_runs") + 1, "converged", table.pop("converged"))
     return Section("comparison", "Test metrics over likelihood × scale",
-                   reading="Mean ± sd over seeds. MSE, MAE and BCE are computed from the mean of the observation "
+                   reading="All completed runs, converged or not (column converged: how many runs of the "
+                           "group converged). Mean ± sd over seeds. MSE, MAE and BCE are computed from the mean of the observation "
                            "distribution for every family (loc for Normal/Laplace, probs for Bernoulli, the mean — "
                            "not λ — for the continuous Bernoulli). ELBO and log p(x) are shown only for runs whose "
                            "likelihood is a normalised density on the data.",
-                   tables=[("Comparison (mean ± sd over seeds)", format_mean_sd(table))],
+                   tables=[("Comparison (mean ± sd over seeds)", table)],
                    figures=[("test-metrics", "test metrics per likelihood, error bars = sd over seeds",
                              figures.plot_test_metrics(runs))])
 
@@ -157,7 +185,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         else:
             tables.append((f"Ranking by summed test log p(x) on {data_name} (n_test = {n_test}; "
                            "nats; diff and dse against the best run, paired over test points)",
-                           ranking.reset_index(names="run")))
+                           _mark_converged(ranking.reset_index(names="run"), runs)))
         try:
             table = arviz_io.compare_runs(group)
         except (ValueError, TypeError) as exc:
@@ -167,7 +195,8 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    "log-likelihood draws in each run's posterior.nc; elpd_psis_loo in nats summed over test "
                    "points; lppd_minus_elpd = lppd − elpd_psis_loo (ArviZ's p_loo); pareto_k_high: some "
                    "Pareto k above ArviZ's threshold")
-        tables.append((caption, table.rename(columns=PSIS_LOO_COLUMNS).reset_index(names="run")))
+        tables.append((caption, _mark_converged(table.rename(columns=PSIS_LOO_COLUMNS).reset_index(names="run"),
+                                                runs)))
         for w in table.attrs.get("warnings", []):
             numbers.append(f"ArviZ warning ({data_name}): {w}")
     if not excluded_frame.empty:
@@ -182,7 +211,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         summaries.append(summary.assign(run=row.run, likelihood=row.likelihood).reset_index(names="variable"))
     if summaries:
         tables.append((f"ArviZ summary of Bayesian scales ({int(arviz_io.HDI_PROB * 100)} % highest-density interval)",
-                       pd.concat(summaries, ignore_index=True)))
+                       _mark_converged(pd.concat(summaries, ignore_index=True), runs)))
     else:
         numbers.append("No Bayesian-scale runs: no scale posterior to summarise.")
     return Section("arviz", f"ArviZ model comparison and Bayesian scales (ArviZ {arviz_io.arviz_version()})",
@@ -202,12 +231,46 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    tables=tables)
 
 
+def claims_basis(frames: Frames) -> str:
+    """One line: how many runs the claims rest on, and how many were left out and why."""
+    total, left = len(frames.completed), len(frames.left_out)
+    text = f"The claims rest on {total - left} of {total} completed runs"
+    if left:
+        return text + f"; {left} of {total} left out: not converged."
+    return text + " (every completed run converged or does not record it)."
+
+
+def _convergence_section(frames: Frames) -> Section:
+    done = frames.completed
+    numbers = [claims_basis(frames)]
+    if "convergence" in done.columns:
+        unrecorded = done.loc[done["convergence"] == "not recorded", "run"].astype(str).tolist()
+        if unrecorded:
+            numbers.append(f"{len(unrecorded)} run(s) do not record convergence (eval.json written by an "
+                           f"older vaelik), counted as converged: {', '.join(unrecorded)}")
+    tables = []
+    if not frames.left_out.empty:
+        tables.append((f"Runs left out of the claims ({len(frames.left_out)} of {len(done)}: not converged)",
+                       frames.left_out))
+    return Section("convergence", "Convergence: the runs the claims rest on", numbers=numbers,
+                   reading="A claim about a fitted model says something only about a fit that has converged: "
+                           "every claim above is judged on the completed runs whose eval.json says "
+                           "converged: true (or does not record it). A run is not converged when its ELBO "
+                           "still rose over its last epochs, its learned scale was off its target on the "
+                           "training split, a scale sat at its floor where the data vary, or no latent unit "
+                           "was active (docs/convergence.md, 'Did it converge?'). The comparison, images and "
+                           "ArviZ sections show every completed run and mark the unconverged ones.",
+                   tables=tables)
+
+
 def _runs_section(all_runs: pd.DataFrame, problems: list[str]) -> Section:
-    cols = [c for c in ("run", "status", "likelihood", "scale", "scale_mode", "model", "data", "seed", "latent_dim") if c in all_runs.columns]
+    cols = [c for c in ("run", "status", "convergence", "likelihood", "scale", "scale_mode", "model", "data",
+                        "seed", "latent_dim") if c in all_runs.columns]
     tables = [("All runs found", all_runs[cols].reset_index(drop=True))]
     if problems:
         tables.append(("Problems met while reading", pd.DataFrame({"problem": problems})))
-    return Section("runs", "Runs", reading="Only runs whose status is 'completed' enter the analyses above.",
+    return Section("runs", "Runs", reading="Only runs whose status is 'completed' enter the analyses above; "
+                                           "the claims use only those that converged (column convergence).",
                    tables=tables)
 
 
@@ -224,19 +287,21 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     Returns
     -------
     sections : list of Section
-        The claims first, then families, comparison, images, ArviZ, runs.
+        The claims first, then families, comparison, images, ArviZ, convergence
+        (the runs the claims rest on), runs.
     problems : list of str
         :attr:`Runs.problems` plus problems met here.
     """
     frames = Frames.from_runs(runs)
     problems = [*runs.problems, *frames.problems]
-    done = frames.runs
+    done = frames.completed  # every completed run; the unconverged ones are marked
     sections = [
         *judge_claims(frames, claims),
         _families_section(frames),
         _comparison_section(done),
         _images_section(done, problems),
         _arviz_section(done, problems),
+        _convergence_section(frames),
     ]
     sections.append(_runs_section(runs.runs, problems))
     return sections, problems
@@ -277,6 +342,11 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     """
     runs = load_runs(runs_dir)
     sections, problems = build_sections(runs, claims)
+    convergence = next(s for s in sections if s.key == "convergence")
+    basis = convergence.numbers[0]
+    if convergence.tables:
+        basis += " The section 'Convergence' lists them and why."
+    left_out = convergence.tables[0][1] if convergence.tables else pd.DataFrame(columns=["run", "reason"])
     summary = pd.DataFrame(
         [{"claim": s.key, "title": s.title, "verdict": s.verdict, "tolerance": s.tolerance}
          for s in sections if s.verdict is not None],
@@ -286,7 +356,7 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
     uris = {slug: "data:image/png;base64," + base64.b64encode(data).decode("ascii") for slug, data in pngs.items()}
-    atomic_write_bytes(out_html, render(sections, summary, str(runs_dir), "html", uris).encode("utf-8"))
+    atomic_write_bytes(out_html, render(sections, summary, str(runs_dir), "html", uris, basis).encode("utf-8"))
     md_path = None
     if out_md is not None:
         md_path = Path(out_md)
@@ -296,5 +366,6 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
             name = f"{md_path.stem}-{slug}.png"
             atomic_write_bytes(md_path.parent / name, data)
             files[slug] = quote(name)  # a link target: "(", ")" or spaces in the stem must not end it
-        atomic_write_bytes(md_path, render(sections, summary, str(runs_dir), "md", files).encode("utf-8"))
-    return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs))
+        atomic_write_bytes(md_path, render(sections, summary, str(runs_dir), "md", files, basis).encode("utf-8"))
+    return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs),
+                  basis=basis, left_out=left_out)

@@ -34,6 +34,8 @@ from vaelik.rundir.family import FamilyFacts
 from .run_files import load_images, load_per_dim, load_pointwise
 
 __all__ = [
+    "CONVERGENCE_WORDS",
+    "convergence_columns",
     "family_columns",
     "CONFIG_COLUMNS",
     "RunFileError",
@@ -76,6 +78,11 @@ class Runs:
         The ``ppca`` block is flattened to ``ppca_sigma2_learned``,
         ``ppca_sigma2_ml``, ``ppca_exact_log_px``, ``ppca_elbo``. The ``family``
         facts become ``family`` and ``family_<fact>`` columns (:func:`family_columns`).
+        The convergence verdict becomes ``converged`` (bool; true for a run whose
+        eval.json does not record it), ``convergence`` (``converged``, ``not
+        converged`` or ``not recorded``) and ``convergence_reasons``,
+        ``convergence_notes`` (the lists joined with ``"; "``); see
+        :func:`convergence_columns`.
     metrics : pandas.DataFrame
         One row per run x epoch x split from ``metrics.csv`` with ``run``, ``path``
         and the :data:`CONFIG_COLUMNS` joined. The measured ``scale`` column of
@@ -246,6 +253,38 @@ def family_columns(evaluation: dict) -> dict:
     return row
 
 
+#: values of the runs table's ``convergence`` column
+CONVERGENCE_WORDS = ("converged", "not converged", "not recorded")
+
+
+def convergence_columns(evaluation: dict) -> dict:
+    """The convergence verdict of ``eval.json`` as columns of the runs table.
+
+    ``converged`` is False only when eval.json says ``converged: false``; a run
+    that does not record the verdict (older run directories) counts as converged
+    and its ``convergence`` reads ``not recorded``.
+
+    Examples
+    --------
+    >>> convergence_columns({"converged": False, "convergence_reasons": ["a", "b"]})["convergence_reasons"]
+    'a; b'
+    >>> convergence_columns({})["convergence"]
+    'not recorded'
+    """
+    value = evaluation.get("converged")
+    recorded = isinstance(value, bool) or str(value).lower() in ("true", "false")
+    converged = not recorded or value is True or str(value).lower() == "true"
+
+    def joined(key: str) -> str:
+        items = evaluation.get(key)
+        return "; ".join(map(str, items)) if isinstance(items, list) else ""
+
+    return {"converged": converged,
+            "convergence": CONVERGENCE_WORDS[2] if not recorded else CONVERGENCE_WORDS[0 if converged else 1],
+            "convergence_reasons": joined("convergence_reasons"),
+            "convergence_notes": joined("convergence_notes")}
+
+
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
     frame = read_csv(run_dir / METRICS_FILE, METRICS_REQUIRED, numeric=False,
                      hint="train the run again")
@@ -332,6 +371,7 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
             row["data_dim"] = eval_row["data_dim"]
         eval_row.pop("data_dim", None)
         row.update({k: v for k, v in eval_row.items() if k not in row})
+        row.update(convergence_columns(evaluation))
         facts = family_columns(evaluation)
         row.update(facts)
         rows.append(row)

@@ -34,6 +34,7 @@ import torch.distributions as tdist
 
 from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
+from vaelik.inference.convergence import judge_convergence
 from vaelik.inference.data import Dataset
 from vaelik.inference.estimators import (
     CHUNK_FLOATS,
@@ -45,7 +46,7 @@ from vaelik.inference.estimators import (
     observation_mean,
     observation_site,
 )
-from vaelik.inference.terms import compact_scale, elbo_terms, scale_summary
+from vaelik.inference.terms import compact_scale, elbo_terms, scale_summary, split_metrics
 from vaelik.models import Model
 from vaelik.rundir import (
     EVAL_FILE,
@@ -248,17 +249,38 @@ def evaluate_model(
         if check is not None:
             check["elbo"] = evaluation["elbo"]
             evaluation["ppca"] = check
+    metrics = None
+    if run_dir is not None and (Path(run_dir) / METRICS_FILE).exists():
+        metrics = read_csv(Path(run_dir) / METRICS_FILE, ("split", "seconds"), numeric=False)
+    evaluation.update(_convergence(model, data, facts, evaluation, metrics))
     evaluation["seconds_eval"] = time.perf_counter() - tick
 
     if run_dir is not None:
         run_dir = Path(run_dir)
         _write_files(run_dir, model, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
                      scale_value, scale_draws if log_px_draws is not None else None)
-        if (run_dir / METRICS_FILE).exists():
-            metrics = read_csv(run_dir / METRICS_FILE, ("split", "seconds"), numeric=False)
+        if metrics is not None:
             evaluation["seconds_train"] = float(metrics.loc[metrics.split == "train", "seconds"].sum())
         write_json(run_dir / EVAL_FILE, evaluation)
     return evaluation
+
+
+def _convergence(model, data, facts, e, metrics) -> dict:
+    """``converged``, ``convergence_reasons``, ``convergence_notes`` (:mod:`.convergence`)."""
+    train = data.train.to(next(model.parameters()).device)
+    ratio = None  # on the training split, for a global learned scale with a stated target
+    if e["scale_mode"] == "learned" and facts.scale_power is not None:
+        cuda = [train.device.index or 0] if train.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the other draws of the evaluation stay as they were
+            m = split_metrics(model, train)
+        ratio = facts.ratio(m["scale"], m[facts.loss]) if m["scale"] and m[facts.loss] > 0 else None
+    scales = e["scale_per_dim"] or ([e["scale"]] if e["scale"] is not None else None)
+    verdict = judge_convergence(
+        [] if metrics is None else metrics.to_dict("records"), scale_mode=e["scale_mode"],
+        active_units=e["active_units"], latent_dim=e["latent_dim"], train_ratio=ratio,
+        ratio_label=facts.ratio_label, scales=scales, min_scale=e["min_scale"],
+        train_spread=train.std(0).tolist() if train.shape[0] > 1 else None)
+    return verdict.to_record()
 
 
 def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,

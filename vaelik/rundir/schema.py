@@ -238,6 +238,16 @@ class EvalRecord(TypedDict):
         I(x; z) with *this run's own* cross-entropy standing in for H(x) (the
         report's C7 table uses one H(x) estimate shared by a test split
         instead); null when either term is missing.
+    converged : bool
+        The convergence verdict (``vaelik.inference.convergence``): true when
+        ``convergence_reasons`` is empty.
+    convergence_reasons : list of str
+        Why the run did not converge, one line each (what was measured, the
+        threshold, what to change): the ELBO still rising, the scale ratio off on
+        the training split, scales at the floor, no active units.
+    convergence_notes : list of str
+        Facts that do not make the run unconverged (scales at the floor on
+        constant dimensions, no active units at a fixed scale, ...).
     seconds_eval : float
         Wall time of the evaluation, seconds.
     seconds_train : float
@@ -277,6 +287,9 @@ class EvalRecord(TypedDict):
     entropy_estimate: float | None
     entropy_method: str
     c7_bound_own_entropy: float | None
+    converged: bool
+    convergence_reasons: list[str]
+    convergence_notes: list[str]
     seconds_eval: float
     seconds_train: NotRequired[float]
     ppca: NotRequired[PpcaRecord]
