@@ -117,7 +117,8 @@ def test_problems_are_listed(report):
 def test_verdicts_turn_when_planted_wrong(tmp_path):
     make_run(tmp_path, "too-big", sigma=0.2, mse=0.01)  # σ²/MSE = 4
     make_run(tmp_path, "lin", model="linear", sigma=0.3, mse=0.09,
-             ppca={"sigma2_learned": 0.2, "sigma2_ml": 0.09, "exact_log_px": -20.0, "elbo": -25.0})
+             ppca={"sigma2_learned": 0.2, "sigma2_ml": 0.09, "exact_log_px": -20.0, "ml_log_px": -19.9,
+                   "elbo": -25.0})
     # C7: information that *rises* with the MSE contradicts the claim
     for i, mse in enumerate((0.01, 0.02, 0.04, 0.08)):
         make_run(tmp_path, f"c7-{i}", sigma=mse**0.5, mse=mse, mutual_info=1.0 + i)

@@ -32,7 +32,7 @@ from .compare import c6_check, c6_frame
 from .sigma import per_dim_summary, sigma_over_epochs
 
 __all__ = ["Claim", "Frames", "Judgement", "CLAIMS", "register_claim", "judge_claims", "verdict_of",
-           "c7_frame"]
+           "c7_frame", "c8_frame"]
 
 _LINE_MODES = ["fixed", "learned", "optimal"]
 
@@ -69,10 +69,15 @@ register_claim(Claim(
 
 # --------------------------------------------------------------------------- C2
 
+def _within(ratio: float, tol: Mapping[str, float]) -> bool:
+    """``1 − below < ratio < 1 + above``: a scale's ratio to its target, with the claim's tolerances."""
+    return bool(1 - tol["below"] < ratio < 1 + tol["above"])
+
+
 def _judge_c2(f: Frames, tol: Mapping[str, float]) -> Judgement:
     normal = f.sigma[family_of(f.sigma) == "normal"]
     learned = normal[normal["scale_mode"] == "learned"]
-    ok = [bool(abs(r - 1) < tol["ratio"]) for r in learned["ratio"]]
+    ok = [_within(r, tol) for r in learned["ratio"]]
     numbers = [f"{r.run}: σ = {fmt(r.sigma)}, √MSE = {fmt(r.rmse)}, σ²/MSE = {fmt(r.ratio)}, "
                f"scales at the lower bound: {fmt(r.scales_at_bound)}" for r in learned.itertuples()]
     numbers += [f"{r.run} ({r.scale_mode}, not judged): σ²/MSE = {fmt(r.ratio)}"
@@ -86,23 +91,36 @@ def _judge_c2(f: Frames, tol: Mapping[str, float]) -> Judgement:
 register_claim(Claim(
     "C2", "A learned global σ converges to √MSE",
     "For a fixed decoder mean, the maximising σ² is SSE/(N·d) = MSE, so σ²/MSE ≈ 1 after training.",
-    {"ratio": 0.1},
-    "|σ²/MSE − 1| < {ratio}, every learned-σ Normal run",
+    {"above": 0.05, "below": 0.1},
+    "1 − {below} < σ²/MSE < 1 + {above} on the test split, every learned-σ Normal run",
     _judge_c2,
     "A learned σ is not a free knob: for a given decoder it settles where σ² equals the mean squared "
     "error (MSE measured at z ~ q(z|x), as in the reconstruction term). The figure shows σ tracking "
     "√MSE over training; on the train split it can keep shrinking as the decoder over-fits. "
-    "'optimal' sets σ² = MSE by construction and 'bayesian' has a prior pulling σ, so neither is judged."))
+    "'optimal' sets σ² = MSE by construction and 'bayesian' has a prior pulling σ, so neither is judged. "
+    "The band is asymmetric: σ starts at the data's spread, so a σ that has not caught up sits above "
+    "√MSE (σ²/MSE > 1); a converged σ fits the training error, and the test error of a decoder that "
+    "over-fits a little is larger, which puts σ²/MSE slightly below 1 on the test split."))
 
 
 # --------------------------------------------------------------------------- C3
 
 def _judge_c3(f: Frames, tol: Mapping[str, float]) -> Judgement:
-    summary = per_dim_summary(f.per_dim)
+    summary = per_dim_summary(f.per_dim, quantile=tol["quantile"])
     judged = summary[(summary["scale_mode"] == "per_dim") & (family_of(summary) == "normal")]
-    ok = [bool(abs(r.median_ratio - 1) < tol["ratio"] and r.correlation > tol["r"]) for r in judged.itertuples()]
-    numbers = [f"{r.run} ({r.scale_mode}): median σ_j²/MSE_j = {fmt(r.median_ratio)}, r(σ_j, RMSE_j) = "
-               f"{fmt(r.correlation)}, {r.n_at_bound} of {r.n_dims} scales at the lower bound"
+
+    def holds(r) -> bool:
+        ratios_ok = abs(r.median_ratio - 1) < tol["median"] and r.ratio_dev_quantile < tol["spread"]
+        # r only says something when the RMSE_j spread: with near-equal errors it is noise
+        return bool(ratios_ok and (not r.target_cv > tol["cv"] or r.correlation > tol["r"]))
+
+    ok = [holds(r) for r in judged.itertuples()]
+    numbers = [f"{r.run} ({r.scale_mode}): median σ_j²/MSE_j = {fmt(r.median_ratio)}, "
+               f"{fmt(tol['quantile'])}-quantile of |σ_j²/MSE_j − 1| = {fmt(r.ratio_dev_quantile)} "
+               f"(range {fmt(r.ratio_min)} … {fmt(r.ratio_max)}) over {r.n_judged} dims; RMSE_j coefficient "
+               f"of variation {fmt(r.target_cv)}, r(σ_j, RMSE_j) = {fmt(r.correlation)}"
+               f"{'' if r.target_cv > tol['cv'] else ' (not judged: the RMSE_j barely spread)'}; "
+               f"{r.n_at_bound} of {r.n_dims} scales at the lower bound"
                for r in summary.itertuples()]
     return Judgement(verdict_of(ok, "no per_dim Normal run with per_dim.csv"), numbers,
                      [("Per-dimension scales, per run", summary)],
@@ -112,13 +130,17 @@ def _judge_c3(f: Frames, tol: Mapping[str, float]) -> Judgement:
 
 register_claim(Claim(
     "C3", "Per-dimension σ converges to per-dimension RMSE", "σ_j² = mean_n (x_nj − x̂_nj)².",
-    {"ratio": 0.1, "r": 0.9},
-    "|median_j σ_j²/MSE_j − 1| < {ratio} (dims not at the bound) and Pearson r(σ_j, RMSE_j) > {r}, "
-    "every per_dim Normal run",
+    {"median": 0.1, "quantile": 0.9, "spread": 0.5, "cv": 0.3, "r": 0.9},
+    "over the dims not at the bound, |median_j σ_j²/MSE_j − 1| < {median} and the {quantile}-quantile of "
+    "|σ_j²/MSE_j − 1| < {spread}; Pearson r(σ_j, RMSE_j) > {r} where the RMSE_j spread (coefficient of "
+    "variation > {cv}); every per_dim Normal run",
     _judge_c3,
-    "Each pixel's σ_j follows that pixel's own reconstruction error. Pixels the decoder fits exactly "
+    "Each pixel's σ_j follows that pixel's own reconstruction error: the ratios σ_j²/MSE_j are judged "
+    "directly, their median and how far most of them stray from 1. Pixels the decoder fits exactly "
     "(constant border pixels) drive σ_j to the lower bound, where the log-likelihood per pixel grows "
-    "without limit: monitor how many scales sit at the bound. 'predicted' scales vary per example and are "
+    "without limit: monitor how many scales sit at the bound. The correlation of σ_j with RMSE_j is judged "
+    "only where the RMSE_j differ enough between dims for it to measure tracking; where they barely differ "
+    "(natural image patches) r is dominated by noise. 'predicted' scales vary per example and are "
     "shown, not judged."))
 
 
@@ -128,7 +150,7 @@ def _judge_c4(f: Frames, tol: Mapping[str, float]) -> Judgement:
     sig, ident = f.sigma, f.identity
     lap = sig[(family_of(sig) == "laplace") & (sig["scale_mode"] == "learned")]
     lines = ident[(family_of(ident) == "laplace") & ident["scale_mode"].isin(_LINE_MODES)]
-    ok = [bool(abs(r - 1) < tol["ratio"]) for r in lap["ratio"]]
+    ok = [_within(r, tol) for r in lap["ratio"]]
     ok += [bool(r.slope_rel_error < tol["slope_rel"] and r.r2 > tol["r2"]) for r in lines.itertuples()]
     numbers = [f"{r.run}: b = {fmt(r.sigma)}, MAE = {fmt(r.mae)}, b/MAE = {fmt(r.ratio)}" for r in lap.itertuples()]
     numbers += [f"{r.run}: fitted slope {fmt(r.slope, 8)} vs −1/b = {fmt(r.slope_theory, 8)}, intercept "
@@ -141,12 +163,13 @@ def _judge_c4(f: Frames, tol: Mapping[str, float]) -> Judgement:
 
 register_claim(Claim(
     "C4", "Laplace ⇔ MAE", "−log Laplace(x; x̂, b) = d·log(2b) + ‖x−x̂‖₁/b; a learned b tends to the MAE.",
-    {"ratio": 0.1, "slope_rel": 0.01, "r2": 0.999},
-    "|b/MAE − 1| < {ratio} (learned b) and |fitted slope / (−1/b) − 1| < {slope_rel} with R² > {r2} "
+    {"above": 0.05, "below": 0.1, "slope_rel": 0.01, "r2": 0.999},
+    "1 − {below} < b/MAE < 1 + {above} on the test split (learned b) and |fitted slope / (−1/b) − 1| < {slope_rel} with R² > {r2} "
     "(fixed/learned/optimal b)",
     _judge_c4,
     "A Laplace likelihood is the MAE loss: its log-likelihood is a line in the summed absolute "
-    "error with slope −1/b, and a learned b settles at the MAE."))
+    "error with slope −1/b, and a learned b settles at the MAE (the band is asymmetric for the reason "
+    "given under C2: a b that lags sits above the MAE, over-fitting puts the test ratio below 1)."))
 
 
 # --------------------------------------------------------------------------- C5
@@ -196,14 +219,15 @@ register_claim(Claim(
 
 def _judge_c6(f: Frames, tol: Mapping[str, float]) -> Judgement:
     frame = c6_frame(f.runs)
-    check = c6_check(frame, min_sigmas=int(tol["min_sigmas"]))
+    check = c6_check(frame, min_sigmas=int(tol["min_sigmas"]), min_step_over_spread=tol["step_over_spread"])
     measured = check[~check["verdict"].str.startswith(NOT_MEASURED)] if not check.empty else check
     ok = [v == HELD for v in measured["verdict"]] if not measured.empty else []
     why = (f"no series of ≥ {int(tol['min_sigmas'])} fixed σ for one data set and model"
            if check.empty or measured.empty else "")
     numbers = [f"{r.data} / {r.model} / latent {r.latent_dim}: σ ∈ {{{r.sigmas}}}; MSE increasing: "
                f"{r.mse_increasing}; KL decreasing: {r.kl_decreasing}; active units non-increasing: "
-               f"{r.active_units_nonincreasing}" for r in check.itertuples()]
+               f"{r.active_units_nonincreasing}; smallest step / seed range: MSE {fmt(r.mse_step_over_spread)}, "
+               f"KL {fmt(r.kl_step_over_spread)}" for r in check.itertuples()]
     learned = frame[frame["kind"] == "learned"] if not frame.empty else frame
     numbers += [f"{r.run} (learned σ = {fmt(r.sigma)}): MSE {fmt(r.mse)}, KL {fmt(r.kl)}, active units "
                 f"{fmt(r.active_units)}" for r in learned.itertuples()]
@@ -217,8 +241,9 @@ register_claim(Claim(
     "C6", "σ is a β: a fixed σ trades reconstruction against KL",
     "ELBO(σ) ∝ −SSE/(2σ²) − KL: large fixed σ ⇒ blurry means and collapsed latents; small σ ⇒ sharp means, "
     "higher KL.",
-    {"min_sigmas": 3},
-    "per series (≥ {min_sigmas} fixed σ), seed-averaged MSE strictly increases and KL strictly decreases with σ",
+    {"min_sigmas": 3, "step_over_spread": 1},
+    "per series (≥ {min_sigmas} fixed σ), seed-averaged MSE strictly increases and KL strictly decreases with σ, "
+    "each step more than {step_over_spread}× the seed range at either end (where a σ has ≥ 2 seeds)",
     _judge_c6,
     "With the scale fixed, 1/(2σ²) weighs the reconstruction against the KL just as β does: "
     "a large σ gives blurry means and few active latents, a small σ sharp means and a larger KL. "
@@ -309,29 +334,71 @@ register_claim(Claim(
 
 # --------------------------------------------------------------------------- C8
 
-def _judge_c8(f: Frames, tol: Mapping[str, float]) -> Judgement:
-    runs = f.runs
+def c8_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    r"""C8 per linear-model run: the fit against Tipping & Bishop's pPCA optimum.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``model: linear`` run with a ``ppca`` block: ``run``,
+        ``sigma2_learned``, ``sigma2_ml`` (σ²_ML: mean of the discarded eigenvalues of
+        the training covariance), ``sigma2_ratio`` (σ²_learned/σ²_ML), ``ml_log_px``
+        (exact test log p(x) at the ML parameters, nats per point; NaN in an
+        eval.json written before it was stored), ``exact_log_px`` (exact test log p(x)
+        at the learned parameters), ``elbo`` (test ELBO), ``gap_to_optimum``
+        (``ml_log_px − elbo``, what is judged), split into ``parameter_gap``
+        (``ml_log_px − exact_log_px``: the learned W, b, σ² are not the optimum) and
+        ``posterior_gap`` (``exact_log_px − elbo``: q(z|x) is not the exact posterior),
+        and ``relative_gap`` (``gap_to_optimum / |ml_log_px|``).
+    """
+    cols = ["run", "sigma2_learned", "sigma2_ml", "sigma2_ratio", "ml_log_px", "exact_log_px", "elbo",
+            "gap_to_optimum", "parameter_gap", "posterior_gap", "relative_gap"]
     lin = runs[(runs["model"] == "linear")] if "model" in runs.columns else runs.iloc[0:0]
     lin = lin[num(lin, "ppca_sigma2_ml").notna()] if "ppca_sigma2_ml" in lin.columns else lin.iloc[0:0]
     frame = pd.DataFrame({"run": lin["run"], "sigma2_learned": num(lin, "ppca_sigma2_learned"),
-                          "sigma2_ml": num(lin, "ppca_sigma2_ml"), "exact_log_px": num(lin, "ppca_exact_log_px"),
+                          "sigma2_ml": num(lin, "ppca_sigma2_ml"), "ml_log_px": num(lin, "ppca_ml_log_px"),
+                          "exact_log_px": num(lin, "ppca_exact_log_px"),
                           "elbo": num(lin, "ppca_elbo")}).reset_index(drop=True)
-    frame["relative_error"] = (frame["sigma2_learned"] / frame["sigma2_ml"] - 1).abs()
-    frame["gap"] = frame["exact_log_px"] - frame["elbo"]
-    ok = [bool(r.relative_error < tol["ratio"] and abs(r.gap) < tol["gap"]) for r in frame.itertuples()]
-    numbers = [f"{r.run}: σ²_learned = {fmt(r.sigma2_learned)}, σ²_ML = {fmt(r.sigma2_ml)} (relative error "
-               f"{fmt(r.relative_error, 3)}); exact log p(x) − ELBO = {fmt(r.gap, 3)} nats per point"
-               for r in frame.itertuples()]
-    return Judgement(verdict_of(ok, "no linear-model run with a ppca block in eval.json"), numbers,
-                     [("pPCA check", frame)])
+    frame["sigma2_ratio"] = frame["sigma2_learned"] / frame["sigma2_ml"]
+    frame["gap_to_optimum"] = frame["ml_log_px"] - frame["elbo"]
+    frame["parameter_gap"] = frame["ml_log_px"] - frame["exact_log_px"]
+    frame["posterior_gap"] = frame["exact_log_px"] - frame["elbo"]
+    frame["relative_gap"] = frame["gap_to_optimum"] / frame["ml_log_px"].abs()
+    return frame[cols]
+
+
+def _judge_c8(f: Frames, tol: Mapping[str, float]) -> Judgement:
+    frame = c8_frame(f.runs)
+    measured = frame[frame["ml_log_px"].notna()]
+    allowed = np.maximum(tol["elbo_rel"] * measured["ml_log_px"].abs(), tol["elbo_abs"])
+    ok = [bool(abs(r.sigma2_ratio - 1) < tol["sigma2"] and abs(r.gap_to_optimum) < a)
+          for r, a in zip(measured.itertuples(), allowed, strict=True)]
+    numbers = [f"{r.run}: σ²_learned/σ²_ML = {fmt(r.sigma2_ratio, 4)} ({fmt(r.sigma2_learned)} vs "
+               f"{fmt(r.sigma2_ml)}); test ELBO {fmt(r.elbo, 5)} vs log p(x) at the pPCA optimum "
+               f"{fmt(r.ml_log_px, 5)}: {fmt(r.gap_to_optimum, 3)} nats per point below "
+               f"({fmt(100 * r.relative_gap, 3)} %; allowed {fmt(a, 3)}) = {fmt(r.parameter_gap, 3)} "
+               f"(learned parameters: exact log p(x) {fmt(r.exact_log_px, 5)}) + {fmt(r.posterior_gap, 3)} "
+               f"(q(z|x) against the exact posterior)"
+               for r, a in zip(measured.itertuples(), allowed, strict=True)]
+    numbers += [f"{r.run}: not judged — its eval.json has no ppca.ml_log_px (written by an older vaelik)"
+                for r in frame[frame["ml_log_px"].isna()].itertuples()]
+    return Judgement(verdict_of(ok, "no linear-model run with ppca.sigma2_ml and ppca.ml_log_px in eval.json"),
+                     numbers, [("pPCA check (log p(x) and ELBO in nats per test point)", frame)])
 
 
 register_claim(Claim(
     "C8", "Linear VAE = probabilistic PCA",
     "With a linear decoder and learned σ the optimum is Tipping & Bishop's: σ²_ML = mean of the discarded "
-    "eigenvalues of the data covariance, and the ELBO is tight.",
-    {"ratio": 0.15, "gap": 1},
-    "|σ²_learned/σ²_ML − 1| < {ratio} and |log p(x) − ELBO| < {gap} nat per point",
+    "eigenvalues of the data covariance, and the ELBO is tight: it reaches the exact log p(x) of the pPCA "
+    "maximum-likelihood solution.",
+    {"sigma2": 0.05, "elbo_rel": 0.01, "elbo_abs": 0.05},
+    "|σ²_learned/σ²_ML − 1| < {sigma2} and |log p_ML(x) − ELBO| < max({elbo_rel}·|log p_ML(x)|, {elbo_abs} nats) "
+    "per test point, log p_ML(x) the exact log-likelihood at the pPCA optimum (eval.json ppca.ml_log_px)",
     _judge_c8,
-    "A VAE with a linear decoder and a learned σ recovers probabilistic PCA: its noise variance is the "
-    "mean of the discarded eigenvalues, and the ELBO is (nearly) the exact marginal likelihood."))
+    "A VAE with a linear decoder and a learned σ recovers probabilistic PCA: at its optimum the noise "
+    "variance is the mean of the discarded eigenvalues and the ELBO equals the exact marginal likelihood "
+    "of the closed-form solution. The ELBO is compared with that optimum, not with the exact log p(x) of the "
+    "learned parameters: a fit far from the optimum can have an ELBO close to its own log p(x). The "
+    "shortfall splits into a parameter gap "
+    "(the learned W, b, σ² are not yet the optimum) and a posterior gap (q(z|x) is not yet the exact posterior). "
+    "A fit stopped early shows up as one of them."))

@@ -114,11 +114,27 @@ def c6_frame(runs: pd.DataFrame) -> pd.DataFrame:
     return out[cols].sort_values(["kind", "sigma", "seed"]).reset_index(drop=True)
 
 
-def c6_check(frame: pd.DataFrame, min_sigmas: int = 3) -> pd.DataFrame:
-    """Is MSE increasing and KL decreasing in the fixed σ? One row per series.
+def _smallest_step_over_spread(means: pd.Series, spread: pd.Series) -> float:
+    """Smallest |step| of the seed means between consecutive σ over the seed range at either end.
+
+    NaN when no step has a measured spread (one seed per σ): nothing to compare with.
+    """
+    steps = np.abs(np.diff(means.to_numpy(float)))
+    ends = np.maximum(spread.to_numpy(float)[:-1], spread.to_numpy(float)[1:])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ends > 0, steps / ends, np.inf)
+    ratio = ratio[np.isfinite(ends)]
+    return float(ratio.min()) if ratio.size else np.nan
+
+
+def c6_check(frame: pd.DataFrame, min_sigmas: int = 3, min_step_over_spread: float = 1.0) -> pd.DataFrame:
+    """Is MSE increasing and KL decreasing in the fixed σ, by more than the seeds disagree? One row per series.
 
     A series is the fixed-σ runs of one ``data x model x latent_dim``; values
-    are averaged over seeds at each σ, then checked for strict monotonicity.
+    are averaged over seeds at each σ, then checked for strict monotonicity. Where
+    a σ has several seeds, each step between consecutive σ must also be larger
+    than ``min_step_over_spread`` times the seed range (max − min) at either end:
+    a step the seeds disagree on by more than it moves is not a measured trend.
 
     Parameters
     ----------
@@ -126,35 +142,47 @@ def c6_check(frame: pd.DataFrame, min_sigmas: int = 3) -> pd.DataFrame:
         :func:`c6_frame`.
     min_sigmas : int
         Fewest distinct fixed σ a series needs to be judged (claim C6's tolerance).
+    min_step_over_spread : float
+        Smallest allowed |step| / seed range (claim C6's tolerance).
 
     Returns
     -------
     pandas.DataFrame
         ``data, model, latent_dim, n_sigmas, sigmas, mse_increasing,
-        kl_decreasing, active_units_nonincreasing, verdict``. A series with fewer
-        than ``min_sigmas`` distinct σ is "not measured".
+        kl_decreasing, active_units_nonincreasing``, ``mse_step_over_spread`` and
+        ``kl_step_over_spread`` (the smallest |step| of the seed means over the
+        seed range at its ends; NaN with one seed per σ, inf where the seeds
+        agree exactly), ``verdict``. A series with fewer than ``min_sigmas``
+        distinct σ is "not measured".
     """
     cols = ["data", "model", "latent_dim", "n_sigmas", "sigmas", "mse_increasing", "kl_decreasing",
-            "active_units_nonincreasing", "verdict"]
+            "active_units_nonincreasing", "mse_step_over_spread", "kl_step_over_spread", "verdict"]
     fixed = frame[frame["kind"] == "fixed"] if not frame.empty else frame
     rows = []
     if not fixed.empty:
         for key, g in fixed.groupby(["data", "model", "latent_dim"], sort=True, dropna=False):
-            means = g.groupby("sigma", sort=True)[["mse", "kl", "active_units"]].mean()
+            by_sigma = g.groupby("sigma", sort=True)[["mse", "kl", "active_units"]]
+            means = by_sigma.mean()
+            spread = by_sigma.max() - by_sigma.min()
+            spread[by_sigma.count() < 2] = np.nan  # one seed: no spread measured
             n = len(means)
             mse_up = bool(np.all(np.diff(means["mse"].to_numpy()) > 0)) if n >= 2 else False
             kl_down = bool(np.all(np.diff(means["kl"].to_numpy()) < 0)) if n >= 2 else False
             au = means["active_units"].to_numpy()
             au_ok = bool(np.all(np.diff(au) <= 0)) if n >= 2 and np.isfinite(au).all() else False
+            mse_res = _smallest_step_over_spread(means["mse"], spread["mse"]) if n >= 2 else np.nan
+            kl_res = _smallest_step_over_spread(means["kl"], spread["kl"]) if n >= 2 else np.nan
+            resolved = all(np.isnan(r) or r > min_step_over_spread for r in (mse_res, kl_res))
             if n < min_sigmas:
                 verdict = not_measured(f"only {n} distinct fixed σ (need {min_sigmas})")
             else:
-                verdict = HELD if (mse_up and kl_down) else NOT_HELD
+                verdict = HELD if (mse_up and kl_down and resolved) else NOT_HELD
             rows.append({
                 "data": key[0], "model": key[1], "latent_dim": key[2], "n_sigmas": n,
                 "sigmas": ", ".join(f"{s:g}" for s in means.index),
                 "mse_increasing": mse_up, "kl_decreasing": kl_down,
-                "active_units_nonincreasing": au_ok, "verdict": verdict,
+                "active_units_nonincreasing": au_ok, "mse_step_over_spread": mse_res,
+                "kl_step_over_spread": kl_res, "verdict": verdict,
             })
     return pd.DataFrame(rows, columns=cols)
 

@@ -195,20 +195,35 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
     return out
 
 
-def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
+def per_dim_summary(frame: pd.DataFrame, quantile: float = 0.9) -> pd.DataFrame:
     r"""Summarise :func:`per_dim_frame` per run (C3).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`per_dim_frame`.
+    quantile : float
+        Which quantile of :math:`|s_j^p/\mathrm{loss}_j - 1|` to report as
+        ``ratio_dev_quantile`` (claim C3's ``quantile`` tolerance; default 0.9).
 
     Returns
     -------
     pandas.DataFrame
         One row per run: ``run, likelihood, family, scale_mode, n_dims, n_at_bound``,
-        ``correlation`` (Pearson r of the scales and their targets over all dims),
-        ``median_ratio`` (median of :math:`s_j^p/\mathrm{loss}_j`, e.g.
-        :math:`\sigma_j^2/\mathrm{MSE}_j`, over dims not at the bound and with a
-        non-zero error).
+        ``n_judged`` (dims not at the bound with a non-zero error: those the ratios
+        are taken over), ``correlation`` (Pearson r of the scales and their targets
+        over all dims), ``median_ratio`` (median of :math:`s_j^p/\mathrm{loss}_j`,
+        e.g. :math:`\sigma_j^2/\mathrm{MSE}_j`, over the judged dims),
+        ``ratio_dev_quantile`` (the ``quantile``-quantile of
+        :math:`|s_j^p/\mathrm{loss}_j - 1|` over the judged dims: how far the
+        scales of most dims are from their own error), ``ratio_min``,
+        ``ratio_max`` (over the judged dims) and ``target_cv`` (coefficient of
+        variation sd/mean of the targets, e.g. RMSE_j, over all dims: how much the
+        per-dimension errors spread; a correlation between scales and targets says
+        little when they barely do).
     """
-    cols = ["run", "likelihood", "family", "scale_mode", "n_dims", "n_at_bound", "correlation",
-            "median_ratio"]
+    cols = ["run", "likelihood", "family", "scale_mode", "n_dims", "n_at_bound", "n_judged", "correlation",
+            "median_ratio", "ratio_dev_quantile", "ratio_min", "ratio_max", "target_cv"]
     rows = []
     for run, f in frame.groupby("run", sort=True):
         sigma = f["sigma"].to_numpy(float)
@@ -221,6 +236,9 @@ def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
             if both.sum() > 2 and np.std(sigma[both]) > 0 and np.std(target[both]) > 0
             else np.nan
         )
+        mean_target = float(np.mean(target[both])) if both.any() else np.nan
+        cv = float(np.std(target[both]) / mean_target) if both.any() and mean_target > 0 else np.nan
+        judged = ratio[ok]
         rows.append({
             "run": run,
             "likelihood": f["likelihood"].iloc[0],
@@ -228,7 +246,12 @@ def per_dim_summary(frame: pd.DataFrame) -> pd.DataFrame:
             "scale_mode": f["scale_mode"].iloc[0],
             "n_dims": int(len(f)),
             "n_at_bound": int(f["at_bound"].astype(bool).sum()),
+            "n_judged": int(ok.sum()),
             "correlation": corr,
-            "median_ratio": float(np.median(ratio[ok])) if ok.any() else np.nan,
+            "median_ratio": float(np.median(judged)) if ok.any() else np.nan,
+            "ratio_dev_quantile": float(np.quantile(np.abs(judged - 1), quantile)) if ok.any() else np.nan,
+            "ratio_min": float(judged.min()) if ok.any() else np.nan,
+            "ratio_max": float(judged.max()) if ok.any() else np.nan,
+            "target_cv": cv,
         })
     return pd.DataFrame(rows, columns=cols)
