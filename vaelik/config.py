@@ -220,9 +220,10 @@ def _positive_or_none(label: str, value: Any) -> None:
 
 
 def _fraction_or_zero(label: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return
-    check_fraction(label, value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (value == 0 or 0 < value < 1)):
+        raise InputError(f"{label} must be 0 (none) or a number between 0 and 1 (exclusive), "
+                         f"got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------
