@@ -2,7 +2,9 @@
 
 The resumed run must give the same ``metrics.csv`` and ``eval.json`` as an
 uninterrupted run with the same seed, bit for bit on CPU, except the wall-time
-columns (``seconds`` in metrics.csv, ``seconds_*`` in eval.json). A resume that
+columns (``seconds`` in metrics.csv, ``seconds_*`` in eval.json); with early
+stopping and a learning-rate schedule too (their counters, rates and the best
+parameters are in the checkpoint). A resume that
 cannot continue (missing, truncated, corrupt or foreign checkpoint, a completed
 run) is refused with one line and changes nothing in the run directory.
 """
@@ -28,7 +30,7 @@ from vaelik.inference import TrainConfig, fit
 from vaelik.rundir import read_status, write_json, write_status
 
 TINY = ["--data", "digits", "--epochs", "6", "--hidden-dim", "32", "--iwae-samples", "20",
-        "--seed", "3", "--quiet"]
+        "--seed", "3", "--lr-schedule", "cosine", "--quiet"]
 
 
 def tree_digest(folder: Path) -> str:
@@ -111,11 +113,94 @@ def test_resume_after_sigkill_is_bit_for_bit(killed_and_reference):
     resumed, reference = _metrics(b), _metrics(a)
     # each (epoch, split) exactly once, in order
     assert list(zip(resumed["epoch"], resumed["split"])) == [
-        (e, s) for e in range(1, 7) for s in ("train", "test")
+        (e, s) for e in range(1, 7) for s in ("train", "val", "test")
     ]
     pd.testing.assert_frame_equal(resumed, reference, check_exact=True)
     assert _evaluation(b) == _evaluation(a)
     assert killed_at < 6  # it really was resumed, not rerun from a finished checkpoint
+
+
+# ------------------------------------------------------------------------------------------
+# Early stopping and a schedule: interrupted after any epoch, resumed, the same run
+
+#: flat (lr 1e-6): the plateau schedule halves the rate and early stopping ends the run
+STOPPING = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-6,
+                iwae_samples=5, scale="learned", seed=1, epochs=14, patience=5,
+                lr_schedule="plateau", name="stop")
+
+
+def _interrupt_after(monkeypatch, epoch: int) -> None:
+    """Make the fit stop like a killed process right after the checkpoint of ``epoch``."""
+    import vaelik.inference.run as run_module
+
+    real = run_module.save_checkpoint
+
+    def save_then_die(path, state):
+        real(path, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
+
+
+@pytest.fixture(scope="module")
+def stopping_reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("stopping") / "ref"
+    fit(TrainConfig(**STOPPING), run, progress=False)
+    return run
+
+
+def _state(run: Path) -> dict:
+    return torch.load(run / "checkpoint.pt", weights_only=True)
+
+
+def test_reference_run_stops_early_after_a_plateau(stopping_reference):
+    e = json.loads((stopping_reference / "eval.json").read_text())
+    state = _state(stopping_reference)
+    assert e["stopped_early"] and e["epochs_run"] < STOPPING["epochs"]
+    assert state["schedule"]["factor"] < 1  # the plateau schedule reduced the rate
+
+
+@pytest.mark.parametrize("killed_after", [2, 5, 7])
+def test_resume_with_early_stopping_and_a_schedule_is_bit_for_bit(
+        stopping_reference, killed_after, tmp_path, monkeypatch):
+    from vaelik.inference import resume
+
+    run = tmp_path / "ref"  # the same folder name: the run's name is part of its config
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, killed_after)
+        with pytest.raises(KeyboardInterrupt):
+            fit(TrainConfig(**STOPPING), run, progress=False)
+    assert read_status(run) == "interrupted" and _state(run)["epoch"] == killed_after
+    resume(run, progress=False)
+    assert read_status(run) == "completed"
+    pd.testing.assert_frame_equal(_metrics(run), _metrics(stopping_reference), check_exact=True)
+    assert _evaluation(run) == _evaluation(stopping_reference)
+    resumed, reference = _state(run), _state(stopping_reference)
+    for key in ("params",):
+        for name, tensor in reference[key].items():
+            assert torch.equal(resumed[key][name], tensor), name
+    for name, tensor in reference["best"]["params"].items():
+        assert torch.equal(resumed["best"]["params"][name], tensor), name
+    assert resumed["schedule"] == reference["schedule"]
+    assert {k: v for k, v in resumed["best"].items() if k != "params"} == {
+        k: v for k, v in reference["best"].items() if k != "params"}
+
+
+def test_a_run_killed_after_it_stopped_early_trains_no_more(stopping_reference, tmp_path,
+                                                           monkeypatch):
+    """Killed between the last checkpoint and the evaluation: the resume only evaluates."""
+    from vaelik.inference import resume
+
+    last = _state(stopping_reference)["epoch"]
+    run = tmp_path / "ref"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, last)
+        with pytest.raises(KeyboardInterrupt):
+            fit(TrainConfig(**STOPPING), run, progress=False)
+    resume(run, progress=False)
+    assert _metrics(run)["epoch"].max() == last
+    assert _evaluation(run) == _evaluation(stopping_reference)
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,7 +300,7 @@ def test_resume_continues_with_stored_config(unfinished_run, tmp_path):
     stale.write_bytes(b"half a checkpoint")
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     metrics = pd.read_csv(run / "metrics.csv")
-    assert list(metrics["epoch"]) == [1, 1, 2, 2, 3, 3]
+    assert list(metrics["epoch"]) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert read_status(run) == "completed" and (run / "eval.json").exists()
     assert not stale.exists()
 
@@ -289,7 +374,7 @@ def test_divergence_is_caught_within_one_step_and_keeps_last_checkpoint(tmp_path
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2
     assert all(torch.isfinite(t).all() for t in state["params"].values())
-    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 1, 2, 2]
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 1, 1, 2, 2, 2]
     assert not (run / "eval.json").exists()
 
 

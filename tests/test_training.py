@@ -38,7 +38,7 @@ def test_every_scale_mode_trains(likelihood, scale, data):
     result = fit(TrainConfig(**{**SMALL, "data": data}, likelihood=likelihood, scale=scale),
                  progress=False)
     m = result.metrics
-    assert list(m.epoch) == [1, 1, 2, 2] and list(m.split) == ["train", "test"] * 2
+    assert list(m.epoch) == [1, 1, 1, 2, 2, 2] and list(m.split) == ["train", "val", "test"] * 2
     has_scale = scale is not None
     assert np.isfinite(m[VALUE_COLUMNS if has_scale else VALUE_COLUMNS[:-1]].to_numpy(float)).all()
     assert m.scale.isna().all() != has_scale

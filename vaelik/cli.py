@@ -103,8 +103,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         scale = f", scale {e['scale']:.4g}" if e.get("scale") is not None else ""
         log_px = e.get("log_px")
         log_px = f"{log_px:.3f}" if isinstance(log_px, float) and log_px == log_px else "n/a"
+        t = result.training
+        epochs = (f"; best epoch {t['best_epoch']} of {t['epochs_run']}"
+                  f"{' (stopped early)' if t['stopped_early'] else ''}" if t else "")
         print(f"completed {result.run_dir}: test ELBO {e['elbo']:.3f} nats, "
-              f"MSE {e['mse']:.5f}, log p(x) {log_px}{scale}")
+              f"MSE {e['mse']:.5f}, log p(x) {log_px}{scale}{epochs}")
     _warn_unconverged("train", result.evaluation)
     return 0
 

@@ -45,6 +45,7 @@ from vaelik.validate import (
 )
 
 __all__ = [
+    "ABSENT",
     "FIELDS",
     "GRID_KEYS",
     "RUN_NAME_PREFIXES",
@@ -59,6 +60,9 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------
 # The declaration's vocabulary
+
+#: ``Option.absent`` of a field whose absence from a stored configuration means its default
+ABSENT = "<default>"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ class Option:
         Column of the report's run table holding the field (None: not shown).
     key_column : bool
         Also joined onto every metrics row (:data:`vaelik.analysis.runs.CONFIG_COLUMNS`).
+    absent : object
+        What a stored configuration (``config.json``, a checkpoint) that lacks the
+        field means: the behaviour of the vaelik that wrote it, before the field
+        existed (:data:`ABSENT`: the default).
     name : str
         The field name (filled in from the dataclass).
     default : object
@@ -147,6 +155,7 @@ class Option:
     token: str = ""
     column: str | None = None
     key_column: bool = False
+    absent: Any = ABSENT
     name: str = ""
     default: Any = None
 
@@ -210,6 +219,13 @@ def _positive_or_none(label: str, value: Any) -> None:
         check_positive(label, value)
 
 
+def _fraction_or_zero(label: str, value: Any) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and (value == 0 or 0 < value < 1)):
+        raise InputError(f"{label} must be 0 (none) or a number between 0 and 1 (exclusive), "
+                         f"got {value!r}")
+
+
 # ----------------------------------------------------------------------------------------
 # Likelihood names: THE one place a likelihood name is validated. (It will resolve
 # ``module:Class`` names and entry points through ``vaelik.models.likelihood_class``.)
@@ -254,6 +270,7 @@ SCALE_MODES = Registry("vaelik.models", "SCALE_MODES")
 MODELS = Registry("vaelik.models", "MODELS")
 ELBOS = Registry("vaelik.inference.elbo", "ELBOS")
 OPTIMIZERS = Registry("vaelik.inference.optimizers", "OPTIMIZERS")
+LR_SCHEDULES = Registry("vaelik.inference.schedules", "LR_SCHEDULES")
 
 
 # ----------------------------------------------------------------------------------------
@@ -301,7 +318,17 @@ class TrainConfig:
         help="width of the hidden layer of encoder and decoder (0: none)", column="hidden_dim")
     epochs: int = option(
         50, group="training", parse=int, check=_int_at_least(1), token="e",
-        help="passes over the training set", column="epochs")
+        help="the most passes over the training set (early stopping may end sooner)",
+        column="epochs")
+    patience: int = option(
+        10, group="training", parse=int, check=_int_at_least(0), token="pat", absent=0,
+        help="stop after this many epochs without a better validation ELBO (0: run every epoch)",
+        column="patience")
+    lr_schedule: str = option(
+        "none", group="training", choices=LR_SCHEDULES, absent="none",
+        help="learning-rate schedule: {choices} (plateau: halve on a flat validation ELBO; "
+             "cosine: anneal to 0 over --epochs)",
+        column="lr_schedule")
     batch_size: int = option(
         128, group="training", parse=int, check=_int_at_least(1), token="b",
         help="examples per SVI step", column="batch_size")
@@ -324,6 +351,10 @@ class TrainConfig:
     test_fraction: float = option(
         0.2, group="data", parse=float, check=check_fraction, token="test",
         help="fraction of the data held out as the test split")
+    val_fraction: float = option(
+        0.1, group="data", parse=float, check=_fraction_or_zero, token="val", absent=0.0,
+        help="fraction of the data taken from the training rows as the validation split "
+             "(early stopping, best epoch; 0: none)")
     min_scale: float = option(
         1e-3, group="model", parse=float, check=check_positive, token="min",
         help="lower bound of learned scales", column="min_scale")
@@ -374,10 +405,21 @@ class TrainConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a dict, ignoring keys that are not fields (e.g. ``versions``).
 
-        A field the dict lacks (a ``config.json`` written before it existed) takes
-        its default.
+        A field the dict lacks takes its default (a grid's base, a partial dict).
         """
         return cls(**{k: v for k, v in values.items() if k in FIELDS})
+
+    @classmethod
+    def from_stored(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a stored configuration (``config.json``, a checkpoint's).
+
+        As :meth:`from_dict`, but a field the record lacks (written before the
+        field existed) takes its ``absent`` value, the behaviour of the vaelik
+        that wrote it (no validation split, no early stopping), else its default.
+        """
+        missing = {name: spec.absent for name, spec in FIELDS.items()
+                   if name not in values and spec.absent is not ABSENT}
+        return cls.from_dict({**values, **missing})
 
 
 def _declared(cls: type) -> dict[str, Option]:

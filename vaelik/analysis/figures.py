@@ -64,7 +64,8 @@ def plot_sigma_over_epochs(frame: pd.DataFrame) -> Figure:
         :func:`vaelik.analysis.sigma.sigma_over_epochs` (``symbol`` and ``target_label``
         label the lines).
     """
-    frame = frame[frame["scale_mode"].isin(["learned", "optimal", "bayesian", "per_dim", "predicted"])]
+    frame = frame[frame["scale_mode"].isin(["learned", "optimal", "bayesian", "per_dim", "predicted"])
+                  & frame["split"].isin(["train", "test"])]  # not the validation split
     if frame.empty:
         return empty_figure("No learned scales in these runs.")
     splits = sorted(frame["split"].unique())

@@ -4,9 +4,15 @@ A checkpoint is a dict of tensors, numbers and strings only (it loads with
 ``torch.load(weights_only=True)``; writing and reading the file is
 this module too, atomically through :mod:`vaelik.rundir`): ``format``, ``config`` (the configuration as
 sorted JSON), ``epoch``, ``params`` (the unconstrained Pyro parameters by name),
-``optimizer`` (its ``state_dict``), ``rng`` (every RNG a fit draws from) and
-``metrics`` (the rows so far). Restoring all of them makes a resumed fit
-bit-identical to an uninterrupted one.
+``optimizer`` (its ``state_dict``), ``rng`` (every RNG a fit draws from),
+``metrics`` (the rows so far), ``best`` (the early-stopping state with the best
+epoch's parameters, :class:`~vaelik.inference.stopping.EarlyStopping`) and
+``schedule`` (the learning-rate schedule's state). Restoring all of them makes a
+resumed fit bit-identical to an uninterrupted one. ``params`` are the *last*
+epoch's (a resume continues from them); the fitted model that
+:func:`~vaelik.inference.run.load_fitted` and ``vaelik evaluate`` use has the
+*best* epoch's (:func:`fitted_params`). Checkpoints written before ``best``
+existed lack it and the last parameters are the fitted ones.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ import torch
 
 from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
+from vaelik.inference.schedules import Schedule
+from vaelik.inference.stopping import EarlyStopping
 from vaelik.rundir import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_KEYS", "load_checkpoint", "load_params", "make_checkpoint",
-           "params_mismatch", "restore", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["CHECKPOINT_KEYS", "fitted_params", "load_checkpoint", "load_params",
+           "make_checkpoint", "params_mismatch", "restore", "rng_state", "save_checkpoint",
+           "set_rng_state", "training_summary"]
 
 FORMAT = 1
 #: keys every vaelik checkpoint holds
@@ -99,9 +108,14 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 
 def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Tensor],
                     optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int,
-                    rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The checkpoint after ``epoch``: parameters ``names``/``params``, optimiser, RNGs, ``rows``."""
-    return {
+                    rows: list[dict[str, Any]], *, stopper: EarlyStopping | None = None,
+                    schedule: Schedule | None = None) -> dict[str, Any]:
+    """The checkpoint after ``epoch``.
+
+    Parameters ``names``/``params``, optimiser, RNGs, ``rows``, and the states
+    of ``stopper`` (key ``best``) and ``schedule`` where given.
+    """
+    state = {
         "format": FORMAT,
         "config": json.dumps(config.to_dict(), sort_keys=True),
         "epoch": epoch,
@@ -110,6 +124,27 @@ def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Te
         "rng": rng_state(gen),
         "metrics": [dict(r) for r in rows],
     }
+    if stopper is not None:
+        state["best"] = stopper.state_dict()
+    if schedule is not None:
+        state["schedule"] = schedule.state_dict()
+    return state
+
+
+def fitted_params(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The fitted model's parameters: the best epoch's, else (no ``best`` kept) the last."""
+    best = checkpoint.get("best")
+    if best and best.get("has_params"):
+        return best["params"]
+    return checkpoint["params"]
+
+
+def training_summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """``best_epoch``, ``epochs_run`` and ``stopped_early`` of the run that wrote ``checkpoint``."""
+    epochs_run = int(checkpoint["epoch"])
+    best = checkpoint.get("best") or {}
+    return {"best_epoch": int(best.get("epoch") or epochs_run), "epochs_run": epochs_run,
+            "stopped_early": bool(best.get("stopped", False))}
 
 
 def params_mismatch(stored: dict[str, torch.Tensor], names: list[str],
@@ -133,11 +168,23 @@ def load_params(stored: dict[str, torch.Tensor], names: list[str],
 
 
 def restore(checkpoint: dict[str, Any], names: list[str], params: list[torch.Tensor],
-            optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
-    """Put parameters, optimiser state and RNG states of ``checkpoint`` back (checked first)."""
+            optimizer: torch.optim.Optimizer, gen: torch.Generator, *,
+            stopper: EarlyStopping | None = None, schedule: Schedule | None = None) -> None:
+    """Put parameters, optimiser, RNG, early-stopping and schedule states back (checked first).
+
+    A checkpoint without ``best`` or ``schedule`` (written before they existed)
+    leaves ``stopper`` and ``schedule`` as they are.
+    """
     mismatch = params_mismatch(checkpoint["params"], names, params)
+    best = checkpoint.get("best")
+    if not mismatch and best and best.get("has_params"):
+        mismatch = params_mismatch(best["params"], names, params)
     if mismatch:
         raise InputError(f"{mismatch}; refusing to resume")
     load_params(checkpoint["params"], names, params)
     optimizer.load_state_dict(checkpoint["optimizer"])
     set_rng_state(checkpoint["rng"], gen)
+    if stopper is not None and best:
+        stopper.load_state_dict(best)
+    if schedule is not None and "schedule" in checkpoint:
+        schedule.load_state_dict(checkpoint["schedule"])

@@ -2,7 +2,11 @@
 
 Nothing is downloaded. Every loader returns a :class:`Dataset` of float32
 tensors of shape ``(n, d)`` (images are flattened), split deterministically
-into train and test from the seed.
+from the seed into test, validation and train rows: one permutation of the rows,
+its first ``round(n · test_fraction)`` rows are the test split, the next
+``round(n · val_fraction)`` the validation split (none when ``val_fraction`` is 0)
+and the rest the training split. The test split does not depend on
+``val_fraction``: carving a validation split only takes rows from the training split.
 
 Scaling of user files: ``uint8`` arrays (and IDX ``ubyte`` files) are divided
 by 255; other integer arrays by their maximum (so values lie in [0, 1]);
@@ -38,7 +42,7 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Dataset:
-    """A data set split into train and test.
+    """A data set split into train, validation and test.
 
     Attributes
     ----------
@@ -46,6 +50,8 @@ class Dataset:
         Built-in name or the file path.
     train, test : torch.Tensor
         Float32 tensors of shape ``(n_train, d)`` and ``(n_test, d)``.
+    val : torch.Tensor
+        The validation split, float32 ``(n_val, d)``; ``n_val = 0`` when there is none.
     image_shape : tuple of int or None
         Shape to reshape one row into for display.
     binary : bool
@@ -63,6 +69,11 @@ class Dataset:
     binary: bool = False
     scaling: str = "none"
     params: dict[str, Any] = field(default_factory=dict)
+    val: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.val is None:
+            self.val = self.train[:0]
 
     @property
     def dim(self) -> int:
@@ -76,6 +87,7 @@ class Dataset:
             "dim": self.dim,
             "image_shape": list(self.image_shape) if self.image_shape else None,
             "n_train": int(self.train.shape[0]),
+            "n_val": int(self.val.shape[0]),
             "n_test": int(self.test.shape[0]),
             "binary": self.binary,
             "scaling": self.scaling,
@@ -301,8 +313,9 @@ def load_data(
     test_fraction: float = 0.2,
     key: str | None = None,
     options: dict[str, Any] | None = None,
+    val_fraction: float = 0.0,
 ) -> Dataset:
-    """Load a built-in data set or a user file and split it into train/test.
+    """Load a built-in data set or a user file and split it into train/validation/test.
 
     Parameters
     ----------
@@ -310,18 +323,23 @@ def load_data(
         ``"digits"``, ``"digits-binary"``, ``"ppca"``, ``"laplace-noise"``, or a
         path to a ``.npy``/``.npz``/IDX file.
     seed : int
-        Seed of the train/test permutation.
+        Seed of the permutation that splits the rows.
     test_fraction : float
-        Fraction of rows held out (at least one row).
+        Fraction of rows held out as the test split (at least one row).
     key : str, optional
         Array name inside a ``.npz`` with several arrays.
     options : dict, optional
         Options of a built-in set, e.g. ``{"sigma": 0.05, "n": 500}`` for ``ppca``.
+    val_fraction : float
+        Fraction of all rows taken from the training split as the validation
+        split (at least one row when positive; 0: none). :func:`vaelik.inference.fit`
+        passes ``TrainConfig.val_fraction`` (default 0.1).
 
     Raises
     ------
     InputError
-        Unknown name, unreadable file, NaN/inf, wrong dimensionality, empty data.
+        Unknown name, unreadable file, NaN/inf, wrong dimensionality, empty data,
+        or test and validation fractions that leave no training row.
     """
     options = dict(options or {})
     extra: dict[str, Any] = {}
@@ -346,13 +364,20 @@ def load_data(
     _check_array(x, name)
     n = x.shape[0]
     n_test = min(n - 1, max(1, int(round(n * test_fraction))))
+    n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    if n_test + n_val >= n:
+        raise InputError(
+            f"test-fraction {test_fraction} and val-fraction {val_fraction} leave no training "
+            f"row of the {n}; lower them (--val-fraction 0 takes no validation split)"
+        )
     gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n, generator=gen)
     data = torch.from_numpy(np.ascontiguousarray(x))
     return Dataset(
         name=name,
-        train=data[perm[n_test:]].contiguous(),
+        train=data[perm[n_test + n_val:]].contiguous(),
         test=data[perm[:n_test]].contiguous(),
+        val=data[perm[n_test:n_test + n_val]].contiguous(),
         image_shape=tuple(extra.get("image_shape") or ()) or None,
         binary=bool(np.isin(x, (0.0, 1.0)).all()),
         scaling=extra.get("scaling", "none"),

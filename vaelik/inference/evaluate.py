@@ -25,7 +25,9 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,13 +155,16 @@ def evaluate_model(
     config: TrainConfig,
     run_dir: str | Path | None = None,
     num_samples: int | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> EvalRecord:
     """Evaluate on the test split, writing the evaluation files if ``run_dir`` is given.
 
     The files are ``eval.json``, ``pointwise.csv``, ``per_dim.csv``, ``images.npz``
     and ``posterior.nc``. Call inside ``model.params()``. Returns the ``eval.json``
     dictionary (keys: :class:`vaelik.rundir.EvalRecord`, documented in
-    ``docs/run-directory.md``).
+    ``docs/run-directory.md``). ``training`` holds ``best_epoch``, ``epochs_run``
+    and ``stopped_early`` of the fit (:attr:`vaelik.inference.FitResult.training`);
+    without it they are null.
     """
     tick = time.perf_counter()
     device = next(model.parameters()).device
@@ -242,6 +247,9 @@ def evaluate_model(
             "an estimate (an upper bound) of H(x), not its true value"
         ),
         "c7_bound_own_entropy": c7_own,
+        "best_epoch": (training or {}).get("best_epoch"),
+        "epochs_run": (training or {}).get("epochs_run"),
+        "stopped_early": (training or {}).get("stopped_early"),
         "seconds_eval": math.nan,  # set below, when everything else is done
     }
     if not point_mass and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):

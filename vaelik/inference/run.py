@@ -2,11 +2,15 @@
 
 :func:`fit` checks the configuration, builds data and model (:func:`build`),
 writes ``config.json`` and ``status``, runs :func:`~vaelik.inference.svi.train_epochs`
-(writing ``metrics.csv`` and ``checkpoint.pt`` after every epoch), evaluates and
-marks the run ``completed``. A checkpoint holds tensors only: the parameters, the
-optimiser state, every RNG state a fit draws from, and the metric rows, so that
-:func:`resume` continues bit-exactly where it stopped. :func:`load_fitted` rebuilds
-a fitted model from a run directory; :func:`evaluate_run` re-runs its evaluation.
+(writing ``metrics.csv`` and ``checkpoint.pt`` after every epoch) for at most
+``epochs`` epochs, stopping early when the validation ELBO has not improved for
+``patience`` epochs (:mod:`vaelik.inference.stopping`), puts back the best epoch's
+parameters, evaluates them and marks the run ``completed``. A checkpoint holds
+tensors only: the last and the best parameters, the optimiser, early-stopping
+and schedule states, every RNG state a fit draws from, and the metric rows, so
+that :func:`resume` continues bit-exactly where it stopped. :func:`load_fitted`
+rebuilds the fitted (best) model from a run directory; :func:`evaluate_run`
+re-runs its evaluation.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ import torch
 
 from vaelik.errors import InputError
 from vaelik.inference.checkpoint import (
+    fitted_params,
     load_checkpoint,
     load_params,
     make_checkpoint,
     params_mismatch,
     restore,
     save_checkpoint,
+    training_summary,
 )
 from vaelik.inference.config import TrainConfig, versions
 from vaelik.inference.data import Dataset, load_data
+from vaelik.inference.schedules import make_schedule
+from vaelik.inference.stopping import EarlyStopping
 from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
 from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 from vaelik.rundir import (
@@ -60,9 +68,10 @@ class FitResult:
     Attributes
     ----------
     model : Model
-        The fitted model; its Pyro parameters are active inside ``model.params()``.
+        The fitted model, with the best epoch's parameters (the last ones without
+        a validation split); its Pyro parameters are active inside ``model.params()``.
     data : Dataset
-        The data it was fitted on (train/test split).
+        The data it was fitted on (train/validation/test split).
     config : TrainConfig
         The resolved configuration.
     metrics : pandas.DataFrame
@@ -73,6 +82,8 @@ class FitResult:
         Where the run directory was written.
     status : str
         ``completed`` or ``failed: ...``.
+    training : dict
+        ``best_epoch``, ``epochs_run`` and ``stopped_early`` (as in ``eval.json``).
     """
 
     model: Model
@@ -82,6 +93,7 @@ class FitResult:
     evaluation: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     status: str = Status.COMPLETED
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 def _device(name: str) -> torch.device:
@@ -107,9 +119,14 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
         test_fraction=config.test_fraction,
         key=config.data_key,
         options=config.data_options,
+        val_fraction=config.val_fraction,
     )
     likelihood.check_data(data.train)
+    likelihood.check_data(data.val)
     likelihood.check_data(data.test)
+    if config.lr_schedule == "plateau" and data.val.shape[0] == 0:
+        raise InputError("lr-schedule plateau reduces the rate on a flat validation ELBO and "
+                         "needs a validation split; set --val-fraction above 0")
     if config.init_scale is None and isinstance(likelihood, LocationScaleLikelihood):
         likelihood.init_scale = max(_spread(likelihood, data.train), 2 * likelihood.min_scale)
     n_train = data.train.shape[0]
@@ -238,6 +255,8 @@ def _train(
     gen = torch.Generator().manual_seed(config.seed)
     model.to(device)
     x_train, x_test = data.train.to(device), data.test.to(device)
+    x_val = data.val.to(device) if data.val.shape[0] else None
+    stopper = EarlyStopping(config.patience)
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     with model.params(), warnings.catch_warnings():
@@ -246,8 +265,9 @@ def _train(
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]?inf)", category=UserWarning)
         trainer = Trainer(config, model, x_train)
         names, params, optimizer = trainer.names, trainer.params, trainer.optimizer
+        schedule = make_schedule(config.lr_schedule, optimizer, config.epochs)  # before restore
         if checkpoint is not None:
-            restore(checkpoint, names, params, optimizer, gen)
+            restore(checkpoint, names, params, optimizer, gen, stopper=stopper, schedule=schedule)
             rows = list(checkpoint["metrics"])
             start_epoch = int(checkpoint["epoch"]) + 1
             if run_dir is not None:  # accepted: from here on the resume may change the folder
@@ -258,12 +278,14 @@ def _train(
                 write_csv(run_dir / METRICS_FILE, pd.DataFrame(rows, columns=METRIC_COLUMNS))
                 save_checkpoint(
                     run_dir / CHECKPOINT_FILE,
-                    make_checkpoint(config, names, params, optimizer, gen, epoch, rows),
+                    make_checkpoint(config, names, params, optimizer, gen, epoch, rows,
+                                    stopper=stopper, schedule=schedule),
                 )
 
         try:
             train_epochs(trainer, model, x_train, x_test, gen, first=start_epoch,
-                         last=config.epochs, rows=rows, on_epoch=save, progress=progress,
+                         last=config.epochs, rows=rows, x_val=x_val, stopper=stopper,
+                         schedule=schedule, on_epoch=save, progress=progress,
                          desc=config.name or f"{config.likelihood}/{config.scale}")
         except KeyboardInterrupt:
             if run_dir is not None:
@@ -279,12 +301,17 @@ def _train(
                 write_status(run_dir, f"failed: {type(e).__name__}: {e}")
             raise
         metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-        result = FitResult(model=model, data=data, config=config, metrics=metrics, run_dir=run_dir)
+        if stopper.best_params is not None:  # the fitted model is the best epoch's
+            load_params(stopper.best_params, names, params)
+        epochs_run = int(rows[-1]["epoch"]) if rows else 0
+        result = FitResult(model=model, data=data, config=config, metrics=metrics, run_dir=run_dir,
+                           training=stopper.summary(epochs_run))
         if evaluate:
             from vaelik.inference.evaluate import evaluate_model
 
             try:
-                result.evaluation = evaluate_model(model, data, config, run_dir=run_dir)
+                result.evaluation = evaluate_model(model, data, config, run_dir=run_dir,
+                                                   training=result.training)
             except BaseException as e:
                 if run_dir is not None:  # the training is kept (checkpoint.pt, metrics.csv)
                     reason = Status.INTERRUPTED if isinstance(e, KeyboardInterrupt) else (
@@ -321,7 +348,7 @@ def _same_config(stored: object, config: TrainConfig) -> bool:
     if not isinstance(values, dict):
         return False
     try:
-        return TrainConfig.from_dict(values).to_dict() == config.to_dict()
+        return TrainConfig.from_stored(values).to_dict() == config.to_dict()
     except (TypeError, ValueError):
         return False
 
@@ -338,12 +365,14 @@ def _read_config(run_dir: Path) -> TrainConfig:
         raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {e}") from None
     if not isinstance(stored, dict):
         raise InputError(f"{run_dir / CONFIG_FILE} is not a configuration object")
-    return TrainConfig.from_dict(stored)
+    return TrainConfig.from_stored(stored)
 
 
 def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     """Rebuild a fitted model from a run directory's ``config.json`` and ``checkpoint.pt``.
 
+    The model has the best epoch's parameters (:func:`~vaelik.inference.checkpoint.fitted_params`:
+    the checkpoint's ``best``, else its last ones); ``training`` says which epoch.
     The returned ``FitResult.model`` has its parameters in ``model.param_state``
     (use ``with result.model.params(): ...``); ``metrics`` is read from
     ``metrics.csv`` and ``evaluation`` from ``eval.json`` where present.
@@ -360,19 +389,22 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     idx = torch.arange(x.shape[0], device=dev)
     with model.params():
         names, params = create_params(model, x, idx, data.train.shape[0])
-        if params_mismatch(checkpoint["params"], names, params):
+        stored = fitted_params(checkpoint)
+        if params_mismatch(checkpoint["params"], names, params) or params_mismatch(
+                stored, names, params):
             raise InputError(
                 f"checkpoint in {run_dir} does not match its config.json (other parameters or "
                 "shapes); was one of them replaced?"
             )
-        load_params(checkpoint["params"], names, params)
+        load_params(stored, names, params)
     metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
     evaluation = {}
     if (run_dir / EVAL_FILE).exists():
         evaluation = json.loads((run_dir / EVAL_FILE).read_text())
     return FitResult(model=model, data=data, config=config, metrics=metrics,
                      evaluation=evaluation, run_dir=run_dir,
-                     status=read_status(run_dir) or "unknown")
+                     status=read_status(run_dir) or "unknown",
+                     training=training_summary(checkpoint))
 
 
 def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict[str, Any]:
@@ -387,4 +419,4 @@ def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict[s
     pyro.set_rng_seed(result.config.seed)
     with result.model.params():
         return evaluate_model(result.model, result.data, result.config, run_dir=result.run_dir,
-                              num_samples=iwae_samples)
+                              num_samples=iwae_samples, training=result.training)

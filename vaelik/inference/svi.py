@@ -9,7 +9,9 @@ device but a finiteness flag: every step on CPU, where execution is synchronous
 and it costs nothing, every ``CUDA_SYNC_EVERY`` steps on CUDA. The step and its
 set-up are :class:`Trainer`, which ``benchmarks/run.py`` drives too
 (``docs/performance.md``); :func:`train_epochs` is the epoch loop over it, with
-the end-of-epoch metrics and the divergence check. The run around the loop
+the end-of-epoch metrics, the divergence check, early stopping on the validation
+ELBO (:mod:`vaelik.inference.stopping`) and the learning-rate schedule
+(:mod:`vaelik.inference.schedules`). The run around the loop
 (run directory, checkpoints, RNG state, resume, evaluation) is
 :mod:`vaelik.inference.run`.
 """
@@ -28,6 +30,8 @@ import torch
 from vaelik.errors import DivergenceError
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.elbo import guide_and_model_traces, make_elbo
+from vaelik.inference.schedules import Schedule
+from vaelik.inference.stopping import EarlyStopping
 from vaelik.inference.terms import split_metrics
 from vaelik.models import Model
 
@@ -177,18 +181,27 @@ def train_epochs(
     first: int,
     last: int,
     rows: list[dict[str, Any]],
+    x_val: torch.Tensor | None = None,
+    stopper: EarlyStopping | None = None,
+    schedule: Schedule | None = None,
     on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
     progress: bool = False,
     desc: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Train epochs ``first .. last`` (1-based, inclusive); return the metric rows.
+    """Train epochs ``first .. last`` (1-based, inclusive) or until early stopping; return the rows.
 
     Each epoch draws one permutation of the training rows from ``gen``, takes
     ``N // batch_size`` full-batch steps (the plate scale N/B stays fixed:
-    JIT-safe) and appends one row per split (``train``, ``test``) to ``rows``
-    with the epoch's :func:`~vaelik.inference.terms.split_metrics` and its
-    seconds; then ``on_epoch(epoch, rows)`` runs (the caller writes its files).
-    Call inside ``model.params()``, with the RNG state the epochs should consume.
+    JIT-safe) and appends one row per split (``train``, ``val`` when ``x_val``
+    has rows, ``test``) to ``rows`` with the epoch's
+    :func:`~vaelik.inference.terms.split_metrics` and its seconds. Then
+    ``stopper`` records the validation ELBO (and keeps the best parameters),
+    ``schedule`` sets the rates of the next epoch, and ``on_epoch(epoch, rows)``
+    runs (the caller writes its files, with the stopper's and the schedule's
+    state). The loop ends after ``last`` or after the epoch at which ``stopper``
+    says stop; it runs no epoch when ``stopper`` has stopped already (a resumed
+    run that had stopped). Call inside ``model.params()``, with the RNG state
+    the epochs should consume.
 
     Parameters
     ----------
@@ -204,6 +217,12 @@ def train_epochs(
         The epochs to run (``first > last``: none).
     rows : list of dict
         Rows of earlier epochs (a resumed run); extended in place.
+    x_val : torch.Tensor, optional
+        The validation split on the device, ``(N_val, d)``; None or no rows: none.
+    stopper : EarlyStopping, optional
+        Early stopping on the validation ELBO and the best parameters.
+    schedule : Schedule, optional
+        The learning-rate schedule, stepped after every epoch.
     on_epoch : callable, optional
         Called after each epoch with the epoch number and all rows.
     progress : bool
@@ -212,7 +231,7 @@ def train_epochs(
     Returns
     -------
     list of dict
-        ``rows``, with two more per epoch.
+        ``rows``, with one more per split and epoch.
 
     Raises
     ------
@@ -225,6 +244,12 @@ def train_epochs(
     device = x_train.device
     n_train = x_train.shape[0]
     steps = n_train // trainer.batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
+    splits = [("train", x_train)]
+    if x_val is not None and x_val.shape[0] > 0:
+        splits.append(("val", x_val))
+    splits.append(("test", x_test))
+    if stopper is not None and stopper.stopped:
+        first = last + 1
     bar = tqdm(range(first, last + 1), desc=desc, disable=not progress, leave=False,
                unit="epoch", initial=first - 1, total=last)
     try:
@@ -237,20 +262,28 @@ def train_epochs(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - tick
-            epoch_rows = []
-            for split, x in (("train", x_train), ("test", x_test)):
+            epoch_rows = {}
+            for split, x in splits:
                 m = split_metrics(model, x)
-                epoch_rows.append({"epoch": epoch, "split": split, **m, "seconds": seconds})
-            if not all(math.isfinite(r["elbo"]) for r in epoch_rows):
+                epoch_rows[split] = {"epoch": epoch, "split": split, **m, "seconds": seconds}
+            if not all(math.isfinite(r["elbo"]) for r in epoch_rows.values()):
                 raise _divergence(epoch, steps, rows, where="in the end-of-epoch metrics")
-            rows.extend(epoch_rows)
-            test_row = epoch_rows[1]
+            rows.extend(epoch_rows.values())
+            val_elbo = epoch_rows["val"]["elbo"] if "val" in epoch_rows else None
+            stop = False
+            if stopper is not None:
+                stop = stopper.update(epoch, val_elbo, trainer.names, trainer.params)
+            if schedule is not None:
+                schedule.step(epoch, val_elbo)
+            test_row = epoch_rows["test"]
             postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
             if test_row["scale"] is not None:
                 postfix["scale"] = f"{test_row['scale']:.4f}"
             bar.set_postfix(postfix)
             if on_epoch is not None:
                 on_epoch(epoch, rows)
+            if stop:
+                break
     finally:
         bar.close()
     return rows

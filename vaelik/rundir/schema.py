@@ -68,8 +68,9 @@ RUN_FILES = (STATUS_FILE, EVAL_FILE, CHECKPOINT_FILE, METRICS_FILE, POINTWISE_FI
 METRICS_COLUMNS = ("epoch", "split", "elbo", "recon", "kl", "mse", "mae", "bce", "scale", "seconds")
 #: columns a reader cannot do without (the others are filled with NaN when absent)
 METRICS_REQUIRED = ("epoch", "split")
-#: values of the ``split`` column
-SPLITS = ("train", "test")
+#: values of the ``split`` column: ``val`` is the validation split carved from the
+#: training data (absent with ``val_fraction = 0``)
+SPLITS = ("train", "val", "test")
 #: ``pointwise.csv``: one row per test example, nats per example; ``loss_sum`` is
 #: the family's equivalent loss summed over the d dimensions, ``sse, sae, bce_sum``
 #: the three losses summed over the d dimensions, for every family
@@ -238,6 +239,15 @@ class EvalRecord(TypedDict):
         I(x; z) with *this run's own* cross-entropy standing in for H(x) (the
         report's C7 table uses one H(x) estimate shared by a test split
         instead); null when either term is missing.
+    best_epoch : int or None
+        The epoch whose parameters were evaluated: the best validation ELBO
+        (the last epoch without a validation split); null when evaluated
+        without a training history.
+    epochs_run : int or None
+        Epochs trained (at most ``epochs`` of the configuration); null as above.
+    stopped_early : bool or None
+        True when early stopping ended the run before ``epochs`` (``patience``
+        epochs without a better validation ELBO); null as above.
     converged : bool
         The convergence verdict (``vaelik.inference.convergence``): true when
         ``convergence_reasons`` is empty.
@@ -287,6 +297,9 @@ class EvalRecord(TypedDict):
     entropy_estimate: float | None
     entropy_method: str
     c7_bound_own_entropy: float | None
+    best_epoch: int | None
+    epochs_run: int | None
+    stopped_early: bool | None
     converged: bool
     convergence_reasons: list[str]
     convergence_notes: list[str]
