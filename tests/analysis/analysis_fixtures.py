@@ -116,7 +116,7 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
              mae: float = 0.08, seed: int = 0, model: str = "vae", data: str = "synthetic-grey",
              kl: float = 12.0, active_units: int = 6, mutual_info: float | None = None,
              comparable: bool = True, status: str = Status.COMPLETED, per_dim_scale=None,
-             per_dim_mse=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
+             per_dim_mse=None, per_dim_mse_train=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
              pointwise: str = "affine", folder: Path | None = None, converged: bool | None = True,
              convergence_reasons: list[str] | None = None) -> dict:
     """Write one run directory; return what was planted.
@@ -166,9 +166,12 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
         per_dim_mse = np.full(D, mse)
     if per_dim_scale is None:
         per_dim_scale = np.full(D, np.nan if sigma is None else sigma)
-    write_csv(run_dir / PER_DIM_FILE,
-              pd.DataFrame({"dim": np.arange(D), "scale": per_dim_scale, "mse": per_dim_mse,
-                            "mae": np.sqrt(per_dim_mse) * 0.8}), PER_DIM_COLUMNS)
+    per_dim = pd.DataFrame({"dim": np.arange(D), "scale": per_dim_scale, "mse": per_dim_mse,
+                            "mae": np.sqrt(per_dim_mse) * 0.8})
+    if per_dim_mse_train is not None:  # a run that also wrote the training split's errors
+        per_dim["mse_train"] = per_dim_mse_train
+        per_dim["mae_train"] = np.sqrt(per_dim_mse_train) * 0.8
+    write_csv(run_dir / PER_DIM_FILE, per_dim, PER_DIM_COLUMNS)
     # images.npz
     originals = rng.uniform(size=(8, D))
     buffer = io.BytesIO()

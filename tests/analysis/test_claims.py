@@ -231,6 +231,26 @@ def test_c3_spread(tmp_path, spread, verdict):
     assert _verdict(tmp_path, "C3").verdict == verdict
 
 
+def test_c3_compares_with_the_training_split_where_the_run_wrote_it(tmp_path):
+    # σ_j² equals the training MSE_j exactly; the test MSE_j is twice as large on every dim
+    rmse_train = np.linspace(0.02, 0.3, D)
+    make_run(tmp_path, "normal-per_dim-s0", scale="per_dim", sigma=None, per_dim_scale=rmse_train,
+             per_dim_mse=2 * rmse_train**2, per_dim_mse_train=rmse_train**2, pointwise="noisy")
+    s = _summary(tmp_path)
+    assert s["ratio_split"] == "train"
+    np.testing.assert_allclose(s["median_ratio"], 1.0, rtol=1e-12)
+    found = _verdict(tmp_path, "C3")
+    assert found.verdict == "held" and "MSE_j of the train split" in found.numbers[0]
+    # the same run without the training columns (an older run) is compared with the test split
+    older = tmp_path / "older"
+    make_run(older, "normal-per_dim-s0", scale="per_dim", sigma=None, per_dim_scale=rmse_train,
+             per_dim_mse=2 * rmse_train**2, pointwise="noisy")
+    s = _summary(older)
+    assert s["ratio_split"] == "test"
+    np.testing.assert_allclose(s["median_ratio"], 0.5, rtol=1e-12)
+    assert _verdict(older, "C3").verdict == "did not hold"
+
+
 def test_c3_correlation_judged_where_rmse_spread(tmp_path):
     # RMSE_j spread widely but the σ_j are shuffled against them: ratios far from 1 and r low
     rmse = np.linspace(0.05, 0.3, D)

@@ -115,7 +115,8 @@ def _judge_c3(f: Frames, tol: Mapping[str, float]) -> Judgement:
         return bool(ratios_ok and (not r.target_cv > tol["cv"] or r.correlation > tol["r"]))
 
     ok = [holds(r) for r in judged.itertuples()]
-    numbers = [f"{r.run} ({r.scale_mode}): median σ_j²/MSE_j = {fmt(r.median_ratio)}, "
+    numbers = [f"{r.run} ({r.scale_mode}; MSE_j of the {r.ratio_split} split): "
+               f"median σ_j²/MSE_j = {fmt(r.median_ratio)}, "
                f"{fmt(tol['quantile'])}-quantile of |σ_j²/MSE_j − 1| = {fmt(r.ratio_dev_quantile)} "
                f"(range {fmt(r.ratio_min)} … {fmt(r.ratio_max)}) over {r.n_judged} dims; RMSE_j coefficient "
                f"of variation {fmt(r.target_cv)}, r(σ_j, RMSE_j) = {fmt(r.correlation)}"

@@ -153,14 +153,17 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
     -------
     pandas.DataFrame
         One row per run x dimension: ``run, likelihood, family, scale_mode,
-        image_shape, dim, symbol, sigma, mse, rmse, mae``, ``target_label`` and
-        ``target`` (the dimension's :math:`\mathrm{loss}_j^{1/p}`, e.g. RMSE_j or
-        MAE_j), ``ratio`` (:math:`s_j^p/\mathrm{loss}_j`), ``min_scale`` and
+        image_shape, dim, symbol, sigma, mse, rmse, mae`` (test split), ``target_label``
+        and ``target`` (the dimension's :math:`\mathrm{loss}_j^{1/p}`, e.g. RMSE_j or
+        MAE_j), ``ratio`` (:math:`s_j^p/\mathrm{loss}_j`), ``ratio_split`` (the split
+        whose per-dimension loss ``target`` and ``ratio`` use: ``train``, where the scale
+        is fitted, when ``per_dim.csv`` has it, else ``test``), ``min_scale`` and
         ``at_bound`` (s_j within 1 % of the lower bound). ``frame.attrs["problems"]``
         lists runs whose ``per_dim.csv`` could not be read.
     """
     cols = ["run", "likelihood", "family", "scale_mode", "image_shape", "dim", "symbol", "sigma",
-            "mse", "rmse", "mae", "target_label", "target", "ratio", "min_scale", "at_bound"]
+            "mse", "rmse", "mae", "target_label", "target", "ratio", "ratio_split", "min_scale",
+            "at_bound"]
     frames, problems = [], []
     if not runs.empty:
         done, facts = _scaled(_completed(runs))
@@ -180,9 +183,15 @@ def per_dim_frame(runs: pd.DataFrame, modes: tuple[str, ...] = ("per_dim", "pred
                 "rmse": np.sqrt(pd_["mse"]),
                 "mae": pd_["mae"],
             })
-            loss = pd_[fact.loss] if fact.loss in pd_.columns else pd.Series(np.nan, index=pd_.index)
+            # the scale is fitted on the training split: compare with its errors there where the
+            # run wrote them (mse_train, ...), else with the test split's (older runs)
+            train_col = f"{fact.loss}_train"
+            split = "train" if train_col in pd_.columns else "test"
+            col = train_col if split == "train" else fact.loss
+            loss = pd_[col] if col in pd_.columns else pd.Series(np.nan, index=pd_.index)
             f["target"] = fact.target(loss)
             f["ratio"] = fact.ratio(f["sigma"], loss)
+            f["ratio_split"] = split
             min_scale = float(row["min_scale"]) if pd.notna(row.get("min_scale")) else np.nan
             f["min_scale"] = min_scale
             f["at_bound"] = f["sigma"] <= 1.01 * min_scale if np.isfinite(min_scale) else False
@@ -220,10 +229,11 @@ def per_dim_summary(frame: pd.DataFrame, quantile: float = 0.9) -> pd.DataFrame:
         ``ratio_max`` (over the judged dims) and ``target_cv`` (coefficient of
         variation sd/mean of the targets, e.g. RMSE_j, over all dims: how much the
         per-dimension errors spread; a correlation between scales and targets says
-        little when they barely do).
+        little when they barely do), ``ratio_split`` (the split of the errors the
+        ratios use: ``train`` or, for older runs, ``test``).
     """
     cols = ["run", "likelihood", "family", "scale_mode", "n_dims", "n_at_bound", "n_judged", "correlation",
-            "median_ratio", "ratio_dev_quantile", "ratio_min", "ratio_max", "target_cv"]
+            "median_ratio", "ratio_dev_quantile", "ratio_min", "ratio_max", "target_cv", "ratio_split"]
     rows = []
     for run, f in frame.groupby("run", sort=True):
         sigma = f["sigma"].to_numpy(float)
@@ -253,5 +263,6 @@ def per_dim_summary(frame: pd.DataFrame, quantile: float = 0.9) -> pd.DataFrame:
             "ratio_min": float(judged.min()) if ok.any() else np.nan,
             "ratio_max": float(judged.max()) if ok.any() else np.nan,
             "target_cv": cv,
+            "ratio_split": f["ratio_split"].iloc[0] if "ratio_split" in f.columns else "test",
         })
     return pd.DataFrame(rows, columns=cols)

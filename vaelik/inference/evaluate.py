@@ -48,7 +48,13 @@ from vaelik.inference.estimators import (
     observation_mean,
     observation_site,
 )
-from vaelik.inference.terms import compact_scale, elbo_terms, scale_summary, split_metrics
+from vaelik.inference.terms import (
+    compact_scale,
+    elbo_terms,
+    per_dim_errors,
+    scale_summary,
+    split_metrics,
+)
 from vaelik.models import Model
 from vaelik.rundir import (
     EVAL_FILE,
@@ -316,11 +322,19 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         col = [scale_value] * d
     else:
         col = [math.nan] * d
+    # the same errors on the training split, where a per-dimension scale is fitted (C3);
+    # drawn off the evaluation's RNG stream so that its other draws stay as they were
+    train = data.train.to(x.device)
+    cuda = [train.device.index or 0] if train.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        mse_train, mae_train = per_dim_errors(vae, train)
     write_csv(run_dir / PER_DIM_FILE, pd.DataFrame({
         "dim": np.arange(d),
         "scale": col,
         "mse": terms.sq_err.mean(0).cpu().numpy(),
         "mae": terms.abs_err.mean(0).cpu().numpy(),
+        "mse_train": mse_train.cpu().numpy(),
+        "mae_train": mae_train.cpu().numpy(),
     }), PER_DIM_COLUMNS)
     show, loc = x[:32], terms.z_loc[:32]
     z_prior = torch.randn(32, vae.latent_dim, device=x.device)

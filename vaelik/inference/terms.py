@@ -26,7 +26,7 @@ from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
 from vaelik.inference.estimators import sites
 from vaelik.models import Model, bce_loss, mae_loss, mse_loss
 
-__all__ = ["Terms", "elbo_terms", "split_metrics", "scale_summary", "compact_scale"]
+__all__ = ["Terms", "elbo_terms", "per_dim_errors", "split_metrics", "scale_summary", "compact_scale"]
 
 
 @dataclass
@@ -123,6 +123,28 @@ def scale_summary(scale: torch.Tensor | None) -> float | None:
     if scale is None:
         return None
     return float(scale.pow(2).mean().sqrt())
+
+
+@torch.no_grad()
+def per_dim_errors(model: Model, x: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-dimension mean squared and absolute error of the observation mean on ``x``.
+
+    .. math:: \mathrm{MSE}_j = \frac1n \sum_n (x_{nj} - \hat x_{nj})^2, \qquad
+              \mathrm{MAE}_j = \frac1n \sum_n |x_{nj} - \hat x_{nj}|
+
+    with :math:`\hat x_n` the mean of :math:`p(x \mid z_n)` at one draw
+    :math:`z_n \sim q(z \mid x_n)`, as in :func:`elbo_terms`; rows in chunks of
+    ``chunk``. On the training split these are what a per-dimension scale is fitted
+    to (C3: :math:`\sigma_j^2 \to \mathrm{MSE}_j`). Returns two tensors of shape ``(d,)``.
+    """
+    n, d = x.shape
+    sq = torch.zeros(d, dtype=torch.float64, device=x.device)
+    ab = torch.zeros(d, dtype=torch.float64, device=x.device)
+    for start in range(0, n, chunk):
+        t = elbo_terms(model, x[start : start + chunk])
+        sq += t.sq_err.double().sum(0)
+        ab += t.abs_err.double().sum(0)
+    return sq / n, ab / n
 
 
 def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str, float]:

@@ -22,6 +22,7 @@ __all__ = [
     "METRICS_REQUIRED",
     "PER_DIM_COLUMNS",
     "PER_DIM_FILE",
+    "PER_DIM_TRAIN_COLUMNS",
     "POINTWISE_COLUMNS",
     "POINTWISE_FILE",
     "POINTWISE_REQUIRED",
@@ -79,6 +80,8 @@ POINTWISE_COLUMNS = ("index", "elbo", "recon", "kl", "log_px", "loss_sum", "sse"
 POINTWISE_REQUIRED = ("recon", "loss_sum")
 #: ``per_dim.csv``: one row per data dimension
 PER_DIM_COLUMNS = ("dim", "scale", "mse", "mae")
+#: written since per_dim.csv compares scales with the training split's errors (C3); absent in older runs
+PER_DIM_TRAIN_COLUMNS = ("mse_train", "mae_train")
 #: arrays of ``images.npz``: ``originals`` (n, d), ``reconstructions`` (n, d),
 #: ``prior_samples`` (m, d), ``image_shape`` (2,) or (0,)
 IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
