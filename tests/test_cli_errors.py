@@ -164,6 +164,9 @@ CASES = [
     Case("resume-foreign", "--resume with a checkpoint of another configuration",
          ["train", "--resume", "run-foreign"], ["another configuration"], out="run-foreign",
          keep=True),
+    Case("resume-one-group", "--resume a learned-scale run checkpointed before --scale-lr-factor",
+         ["train", "--resume", "run-one-group"], ["--scale-lr-factor", "--overwrite"],
+         out="run-one-group", keep=True),
     Case("resume-completed", "--resume a completed run", ["train", "--resume", "done-resume"],
          ["already completed"], out="done-resume", keep=True),
     # -- a fit that fails ---------------------------------------------------------------
@@ -223,6 +226,36 @@ def make_inputs(work: Path) -> None:
 
     torch.save({"config": json.dumps({"likelihood": "laplace"}), "epoch": 1, "params": {},
                 "optimizer": {}, "rng": {}, "metrics": []}, work / "run-foreign" / "checkpoint.pt")
+    _one_group_run(work / "run-one-group")
+
+
+def _one_group_run(folder: Path) -> None:
+    """An interrupted learned-scale run as written before the scale had a param group of its own.
+
+    Its config.json and checkpoint lack ``scale_lr_factor``; the checkpoint's optimiser
+    state has one param group over every parameter.
+    """
+    import torch
+
+    from vaelik.inference import TrainConfig
+    from vaelik.inference.checkpoint import make_checkpoint, save_checkpoint
+    from vaelik.inference.run import build
+    from vaelik.inference.svi import Trainer
+
+    config = TrainConfig(data="ppca", scale="learned", epochs=2, hidden_dim=8, iwae_samples=5,
+                         name="run-one-group")
+    data, model = build(config)
+    with model.params():
+        trainer = Trainer(config, model, data.train)
+        old = torch.optim.Adam(trainer.params, lr=config.lr)
+        state = make_checkpoint(config, trainer.names, trainer.params, old,
+                                torch.Generator().manual_seed(0), 1, [])
+    record = {k: v for k, v in config.to_dict().items() if k != "scale_lr_factor"}
+    state["config"] = json.dumps(record, sort_keys=True)
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(record))
+    (folder / "status").write_text("interrupted\n")
+    save_checkpoint(folder / "checkpoint.pt", state)
 
 
 def tree_digest(folder: Path) -> str:
