@@ -312,7 +312,7 @@ class TrainConfig:
         "adam", group="training", choices=OPTIMIZERS,
         help="one optimiser over all parameters: {choices}")
     scale_lr_factor: float = option(
-        30.0, group="training", parse=float, check=check_positive, token="slr",
+        10.0, group="training", parse=float, check=check_positive, token="slr",
         help="learning rate of the likelihood's scale parameters (learned σ or b, per-dimension "
              "scales, the Bayesian scale's posterior) as a multiple of --lr; 1: the same rate",
         column="scale_lr_factor")
