@@ -25,6 +25,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,9 @@ def make_inputs(work: Path) -> None:
     _one_group_run(work / "run-one-group")
 
 
+_PYRO_LOCK = threading.Lock()
+
+
 def _one_group_run(folder: Path) -> None:
     """An interrupted learned-scale run as written before the scale had a param group of its own.
 
@@ -244,12 +248,13 @@ def _one_group_run(folder: Path) -> None:
 
     config = TrainConfig(data="ppca", scale="learned", epochs=2, hidden_dim=8, iwae_samples=5,
                          name="run-one-group")
-    data, model = build(config)
-    with model.params():
-        trainer = Trainer(config, model, data.train)
-        old = torch.optim.Adam(trainer.params, lr=config.lr)
-        state = make_checkpoint(config, trainer.names, trainer.params, old,
-                                torch.Generator().manual_seed(0), 1, [])
+    with _PYRO_LOCK:  # make_inputs runs in threads (fresh cases); Pyro's handler stack is global
+        data, model = build(config)
+        with model.params():
+            trainer = Trainer(config, model, data.train)
+            old = torch.optim.Adam(trainer.params, lr=config.lr)
+            state = make_checkpoint(config, trainer.names, trainer.params, old,
+                                    torch.Generator().manual_seed(0), 1, [])
     record = {k: v for k, v in config.to_dict().items() if k != "scale_lr_factor"}
     state["config"] = json.dumps(record, sort_keys=True)
     folder.mkdir()
