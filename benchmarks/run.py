@@ -8,7 +8,8 @@ the contenders take steady-state steps in *interleaved* blocks (round robin, so
 that a noisy, shared machine slows them alike):
 
 - ``hand``: a hand-written PyTorch VAE step (reparameterised sample, Normal
-  log-likelihood with learned σ, analytic KL, ``N/B`` scaling, one Adam);
+  log-likelihood with learned σ, analytic KL, ``N/B`` scaling, one Adam, σ in
+  a param group of its own at ``--scale-lr-factor`` × lr);
 - ``vaelik default``: :class:`vaelik.inference.svi.Trainer` with the default
   ``--elbo``, i.e. exactly the step ``fit`` runs (finiteness flag included);
 - ``--elbo X``: the same ``Trainer`` with each ELBO vaelik offers;
@@ -80,8 +81,13 @@ class HandVAE:
         self.dec = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, d))
         # σ = MIN_SCALE + exp(raw): the transform of constraints.greater_than(MIN_SCALE)
         self.raw = torch.tensor(math.log(INIT_SCALE - MIN_SCALE), requires_grad=True)
-        params = [*self.enc.parameters(), *self.dec.parameters(), self.raw]
-        self.opt = torch.optim.Adam(params, lr=LR)
+        nets = [*self.enc.parameters(), *self.dec.parameters()]
+        # σ in a param group of its own at --scale-lr-factor × lr, as vaelik's optimiser does
+        from vaelik.config import FIELDS
+
+        scale_lr = LR * FIELDS["scale_lr_factor"].default
+        self.opt = torch.optim.Adam([{"params": nets}, {"params": [self.raw], "lr": scale_lr}],
+                                    lr=LR)
         self.x, self.n, self.batch = x, x.shape[0], batch
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:

@@ -338,6 +338,11 @@ class TrainConfig:
     optimizer: str = option(
         "adam", group="training", choices=OPTIMIZERS,
         help="one optimiser over all parameters: {choices}")
+    scale_lr_factor: float = option(
+        10.0, group="training", parse=float, check=check_positive, token="slr", absent=1.0,
+        help="learning rate of the likelihood's scale parameters (learned σ or b, per-dimension "
+             "scales, the Bayesian scale's posterior) as a multiple of --lr; 1: the same rate",
+        column="scale_lr_factor")
     elbo: str = option(
         "jit-meanfield", group="training", choices=ELBOS,
         help="ELBO estimator: {choices}; jit-meanfield has the gradients of meanfield, faster",

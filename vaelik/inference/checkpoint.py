@@ -33,8 +33,8 @@ from vaelik.inference.stopping import EarlyStopping
 from vaelik.rundir import atomic_write_bytes
 
 __all__ = ["CHECKPOINT_KEYS", "fitted_params", "load_checkpoint", "load_params",
-           "make_checkpoint", "params_mismatch", "restore", "rng_state", "save_checkpoint",
-           "set_rng_state", "training_summary"]
+           "make_checkpoint", "optimizer_mismatch", "params_mismatch", "restore", "rng_state",
+           "save_checkpoint", "set_rng_state", "training_summary"]
 
 FORMAT = 1
 #: keys every vaelik checkpoint holds
@@ -159,6 +159,24 @@ def params_mismatch(stored: dict[str, torch.Tensor], names: list[str],
     return None
 
 
+def optimizer_mismatch(stored: dict[str, Any], optimizer: torch.optim.Optimizer) -> str | None:
+    """Why the checkpoint's optimiser state ``stored`` does not fit ``optimizer`` (None if it does).
+
+    A checkpoint written before the likelihood's scale parameters had a param group
+    of their own (``--scale-lr-factor``) holds one group where the optimiser has two.
+    """
+    saved = stored.get("param_groups") if isinstance(stored, dict) else None
+    if not isinstance(saved, list):
+        return "checkpoint optimiser state is not a torch state_dict"
+    shape = [len(g["params"]) for g in optimizer.param_groups]
+    if [len(g.get("params", ())) for g in saved] == shape:
+        return None
+    if len(saved) == 1 and len(shape) > 1:
+        return ("checkpoint was written before the scale parameters had a learning rate of "
+                "their own (--scale-lr-factor)")
+    return "checkpoint optimiser state does not match the model's parameter groups"
+
+
 def load_params(stored: dict[str, torch.Tensor], names: list[str],
                 params: list[torch.Tensor]) -> None:
     """Copy the checkpoint tensors ``stored`` into the parameters (in place, on their device)."""
@@ -181,6 +199,9 @@ def restore(checkpoint: dict[str, Any], names: list[str], params: list[torch.Ten
         mismatch = params_mismatch(best["params"], names, params)
     if mismatch:
         raise InputError(f"{mismatch}; refusing to resume")
+    mismatch = optimizer_mismatch(checkpoint["optimizer"], optimizer)
+    if mismatch:
+        raise InputError(f"{mismatch}; refusing to resume (start the run again with --overwrite)")
     load_params(checkpoint["params"], names, params)
     optimizer.load_state_dict(checkpoint["optimizer"])
     set_rng_state(checkpoint["rng"], gen)

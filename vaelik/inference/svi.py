@@ -66,10 +66,14 @@ def _param_names_and_tensors() -> tuple[list[str], list[torch.Tensor]]:
     return names, [store.get_param(n).unconstrained() for n in names]
 
 
-def _make_optimizer(config: TrainConfig, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    from vaelik.inference.optimizers import make_optimizer
+def _make_optimizer(config: TrainConfig, names: list[str], params: list[torch.Tensor],
+                    scale_names: tuple[str, ...]) -> torch.optim.Optimizer:
+    """One optimiser; the likelihood's scale parameters at ``scale_lr_factor * lr``."""
+    from vaelik.inference.optimizers import make_optimizer, param_groups
 
-    return make_optimizer(config.optimizer, params, lr=config.lr)
+    groups = param_groups(names, params, scale_names, lr=config.lr,
+                          scale_lr=config.lr * config.scale_lr_factor)
+    return make_optimizer(config.optimizer, groups, lr=config.lr)
 
 
 class Trainer:
@@ -78,7 +82,9 @@ class Trainer:
     Set-up (call inside ``model.params()``): one trace of guide and model creates
     every parameter and, for a JIT ELBO, the loss is recorded, both under
     ``torch.random.fork_rng`` so that set-up never consumes the training RNG
-    stream (resume stays bit-exact); then one optimiser over all parameters.
+    stream (resume stays bit-exact); then one optimiser over all parameters, the
+    likelihood's scale parameters (``likelihood.scale_params()``) in a param group
+    of their own at ``scale_lr_factor * lr``.
     A step is ``elbo.differentiable_loss(model, guide, x[idx], idx, num_data=N)``,
     ``backward()`` and ``optimizer.step()``. The model and guide are bound once:
     a bound method is a new object on every attribute access, and Pyro's
@@ -88,7 +94,7 @@ class Trainer:
     Parameters
     ----------
     config : TrainConfig
-        ``elbo``, ``optimizer``, ``lr`` and ``batch_size`` are used.
+        ``elbo``, ``optimizer``, ``lr``, ``scale_lr_factor`` and ``batch_size`` are used.
     model : Model
         On the device already.
     x_train : torch.Tensor
@@ -109,7 +115,8 @@ class Trainer:
                 warnings.filterwarnings("ignore", message=".*torch.jit.*")
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 self.loss(idx0)
-        self.optimizer = _make_optimizer(config, self.params)
+        self.optimizer = _make_optimizer(config, self.names, self.params,
+                                         model.likelihood.scale_params())
 
     def loss(self, idx: torch.Tensor) -> torch.Tensor:
         """The minibatch negative ELBO of rows ``idx`` (differentiable, on the device)."""

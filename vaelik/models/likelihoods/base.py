@@ -102,6 +102,15 @@ class Likelihood:
         """How many values per data dimension the decoder must output."""
         return 1
 
+    def scale_params(self) -> tuple[str, ...]:
+        """The names of the Pyro parameters this likelihood creates for its scale.
+
+        The optimiser gives them a learning rate of their own (``--scale-lr-factor``):
+        Adam moves an unconstrained log-scale by about the learning rate per step,
+        which at the networks' rate lags far behind the decoder. None by default.
+        """
+        return ()
+
     def model_scale(self, data_dim: int, x: torch.Tensor) -> torch.Tensor | None:
         """Global scale, called in the model *outside* the data plate."""
         return None
@@ -324,6 +333,21 @@ class LocationScaleLikelihood(Likelihood):
     def _prior(self, x: torch.Tensor) -> dist.TorchDistribution:
         loc = x.new_tensor(math.log(self.prior_median))
         return dist.LogNormal(loc, x.new_tensor(self.prior_log_sd))
+
+    #: the Pyro parameters a scale mode creates (:meth:`scale_params`)
+    SCALE_PARAMS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "learned": ("scale",),
+        "per_dim": ("scale",),
+        "bayesian": ("scale_q_loc", "scale_q_sd"),
+    }
+
+    def scale_params(self) -> tuple[str, ...]:
+        """The scale's Pyro parameters, by scale mode (:data:`SCALE_PARAMS`).
+
+        ``("scale",)`` for a learned or per-dimension scale, the guide's
+        ``("scale_q_loc", "scale_q_sd")`` for a Bayesian one, none otherwise.
+        """
+        return self.SCALE_PARAMS.get(self.scale_mode, ())
 
     def model_scale(self, data_dim: int, x: torch.Tensor) -> torch.Tensor | None:
         """The scale for the model, by scale mode.
