@@ -118,7 +118,8 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
              comparable: bool = True, status: str = Status.COMPLETED, per_dim_scale=None,
              per_dim_mse=None, per_dim_mse_train=None, scale_draws: np.ndarray | None = None, ppca: dict | None = None,
              pointwise: str = "affine", folder: Path | None = None, converged: bool | None = True,
-             convergence_reasons: list[str] | None = None) -> dict:
+             convergence_reasons: list[str] | None = None,
+             scale_ratio_train: float | None = None) -> dict:
     """Write one run directory; return what was planted.
 
     ``converged=None`` writes an eval.json without the convergence keys (an older run
@@ -223,6 +224,8 @@ def make_run(root: Path, name: str, *, likelihood: str = "normal", scale="learne
         reasons = [] if converged else (convergence_reasons or [
             "training ELBO still rising by 2.5 nats/epoch over the last 5 epochs (> 0.05): raise --epochs"])
         evaluation.update(converged=converged, convergence_reasons=reasons, convergence_notes=[])
+    if scale_ratio_train is not None:  # the ratio on the training split, as fitting writes it
+        evaluation["scale_ratio_train"] = scale_ratio_train
     assert set(evaluation) <= set(EVAL_KEYS), set(evaluation) - set(EVAL_KEYS)
     write_json(run_dir / EVAL_FILE, evaluation)
     write_status(run_dir, status)

@@ -226,7 +226,7 @@ def _eval_row(evaluation: dict) -> dict:
             continue
         row[_EVAL_RENAMES.get(key, key)] = value
     # A null number is NaN in a table; keep strings and bools as they are.
-    for key in ("scale_value", "scale_ratio", "log_px", "c7_bound_own_entropy"):
+    for key in ("scale_value", "scale_ratio", "scale_ratio_train", "log_px", "c7_bound_own_entropy"):
         if key in row:
             row[key] = _float_or_nan(row[key])
     return row

@@ -77,11 +77,13 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
         ``target_label`` and ``target`` (what the scale should converge to, e.g. √MSE or
         MAE; NaN when the family states none), ``ratio_label`` and ``ratio``
         (:math:`s^p/\mathrm{loss}`, e.g. σ²/MSE or b/MAE, recomputed from ``scale`` and
-        the loss, not copied from eval.json), ``mse``, ``rmse``
+        the loss of the test split, not copied from eval.json), ``ratio_train`` (the same
+        on the training split, eval.json ``scale_ratio_train``: NaN unless the run has a
+        learned global scale and wrote it), ``mse``, ``rmse``
         (:math:`\sqrt{\mathrm{MSE}}`), ``mae``, ``min_scale``, ``scales_at_bound``.
     """
-    cols = [*_ID, "symbol", "sigma", "target_label", "target", "ratio_label", "ratio", "mse",
-            "rmse", "mae", "min_scale", "scales_at_bound"]
+    cols = [*_ID, "symbol", "sigma", "target_label", "target", "ratio_label", "ratio", "ratio_train",
+            "mse", "rmse", "mae", "min_scale", "scales_at_bound"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     done, facts = _scaled(_completed(runs))
@@ -92,6 +94,7 @@ def sigma_table(runs: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero loss gives inf, not a warning
         out["target"] = [facts[i].target(loss[i]) for i in done.index]
         out["ratio"] = [facts[i].ratio(out["sigma"][i], loss[i]) for i in done.index]
+    out["ratio_train"] = num(done, "scale_ratio_train")
     out["mse"] = num(done, "mse")
     out["rmse"] = np.sqrt(out["mse"])
     out["mae"] = num(done, "mae")

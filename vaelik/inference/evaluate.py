@@ -294,7 +294,7 @@ def _convergence(model, data, facts, e, metrics) -> dict:
         active_units=e["active_units"], latent_dim=e["latent_dim"], train_ratio=ratio,
         ratio_label=facts.ratio_label, scales=scales, min_scale=e["min_scale"],
         train_spread=train.std(0).tolist() if train.shape[0] > 1 else None)
-    return verdict.to_record()
+    return {**verdict.to_record(), "scale_ratio_train": ratio}
 
 
 def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,

@@ -222,6 +222,10 @@ class EvalRecord(TypedDict):
         scale^p / loss, the ratio the family states tends to 1 after training
         (Normal σ²/MSE, C2; Laplace b/MAE, C4; its label is ``family["ratio_label"]``);
         null for a family that states none, or without a scale.
+    scale_ratio_train : float or None
+        The same ratio on the training split (one more pass at the end), where the
+        scale is fitted and the claims C2/C4 judge it; only for a learned global
+        scale of a family that states a target, else null.
     family : dict
         The likelihood's stated facts (:class:`vaelik.rundir.family.FamilyFacts`),
         with its reconstruction line and ratio evaluated at this run's scale.
@@ -291,6 +295,7 @@ class EvalRecord(TypedDict):
     min_scale: float | None
     scales_at_bound: int
     scale_ratio: float | None
+    scale_ratio_train: float | None
     family: dict[str, Any]
     active_units: int
     latent_dim: int
