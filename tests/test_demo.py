@@ -23,7 +23,8 @@ def test_demo_grid_is_the_standard_one():
         assert {f"normal-{scale}-s0", f"normal-{scale}-s1"} <= names
     assert {"laplace-learned-s1", "bernoulli-s0", "cbernoulli-s1"} <= names
     linear = [r for r in runs if r.config["model"] == "linear"]
-    assert [r.name for r in linear] == [f"normal-learned-linear-e{2 * DEMO_EPOCHS}-s0"]
+    assert [r.name for r in linear] == [f"normal-learned-linear-e{2 * DEMO_EPOCHS}-pat0-cosine-s0"]
+    assert linear[0].config["patience"] == 0 and linear[0].config["lr_schedule"] == "cosine"
     assert all(r.config["data"] == "digits" for r in runs)
     assert all(r.config["epochs"] == DEMO_EPOCHS for r in runs if r not in linear)
 
@@ -44,7 +45,7 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
                  "--quiet"]) == 0
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 11 and (table["status"] == "completed").all(), table
-    config = json.loads((out / "normal-learned-linear-e2-s0" / "config.json").read_text())
+    config = json.loads((out / "normal-learned-linear-e2-pat0-cosine-s0" / "config.json").read_text())
     assert config["model"] == "linear" and config["hidden_dim"] == 16 and config["epochs"] == 2
     assert (out / "report.html").stat().st_size > 0 and (out / "report.md").exists()
     # `vaelik report` accepts the sweep folder
