@@ -22,6 +22,7 @@ from vaelik.rundir import (
     METRICS_FILE,
     PER_DIM_COLUMNS,
     PER_DIM_FILE,
+    PER_DIM_TRAIN_COLUMNS,
     POINTWISE_COLUMNS,
     POINTWISE_FILE,
     POSTERIOR_FILE,
@@ -70,7 +71,7 @@ def test_tables_and_arrays_follow_the_schema(runs):
     for run in runs.values():
         assert tuple(pd.read_csv(run / METRICS_FILE).columns) == METRICS_COLUMNS
         assert tuple(pd.read_csv(run / POINTWISE_FILE).columns) == POINTWISE_COLUMNS
-        assert tuple(pd.read_csv(run / PER_DIM_FILE).columns) == PER_DIM_COLUMNS
+        assert tuple(pd.read_csv(run / PER_DIM_FILE).columns) == PER_DIM_COLUMNS + PER_DIM_TRAIN_COLUMNS
         with np.load(run / IMAGES_FILE, allow_pickle=False) as npz:
             assert tuple(npz.files) == IMAGE_ARRAYS
 
