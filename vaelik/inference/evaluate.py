@@ -53,7 +53,6 @@ from vaelik.inference.terms import (
     elbo_terms,
     per_dim_errors,
     scale_summary,
-    split_metrics,
 )
 from vaelik.models import Model
 from vaelik.rundir import (
@@ -266,28 +265,32 @@ def evaluate_model(
     metrics = None
     if run_dir is not None and (Path(run_dir) / METRICS_FILE).exists():
         metrics = read_csv(Path(run_dir) / METRICS_FILE, ("split", "seconds"), numeric=False)
-    evaluation.update(_convergence(model, data, facts, evaluation, metrics))
+    # one pass over the training split, where the scales are fitted: the scale ratio of the
+    # convergence verdict and per_dim.csv's train columns (C2/C3/C4) both come from it; drawn
+    # off the evaluation's RNG stream so that its other draws stay as they were
+    train = data.train.to(device)
+    with torch.random.fork_rng(devices=[train.device.index or 0] if train.device.type == "cuda" else []):
+        train_errors = per_dim_errors(model, train)
+    evaluation.update(_convergence(train, facts, evaluation, metrics, train_errors))
     evaluation["seconds_eval"] = time.perf_counter() - tick
 
     if run_dir is not None:
         run_dir = Path(run_dir)
         _write_files(run_dir, model, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
-                     scale_value, scale_draws if log_px_draws is not None else None)
+                     scale_value, scale_draws if log_px_draws is not None else None, train_errors)
         if metrics is not None:
             evaluation["seconds_train"] = float(metrics.loc[metrics.split == "train", "seconds"].sum())
         write_json(run_dir / EVAL_FILE, evaluation)
     return evaluation
 
 
-def _convergence(model, data, facts, e, metrics) -> dict:
+def _convergence(train, facts, e, metrics, train_errors) -> dict:
     """``converged``, ``convergence_reasons``, ``convergence_notes`` (:mod:`.convergence`)."""
-    train = data.train.to(next(model.parameters()).device)
     ratio = None  # on the training split, for a global learned scale with a stated target
-    if e["scale_mode"] == "learned" and facts.scale_power is not None:
-        cuda = [train.device.index or 0] if train.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):  # the other draws of the evaluation stay as they were
-            m = split_metrics(model, train)
-        ratio = facts.ratio(m["scale"], m[facts.loss]) if m["scale"] and m[facts.loss] > 0 else None
+    mse_j, mae_j = train_errors
+    loss = {"mse": float(mse_j.mean()), "mae": float(mae_j.mean())}.get(facts.loss)
+    if e["scale_mode"] == "learned" and facts.scale_power is not None and e["scale"] and loss:
+        ratio = facts.ratio(e["scale"], loss)
     scales = e["scale_per_dim"] or ([e["scale"]] if e["scale"] is not None else None)
     verdict = judge_convergence(
         [] if metrics is None else metrics.to_dict("records"), scale_mode=e["scale_mode"],
@@ -298,7 +301,7 @@ def _convergence(model, data, facts, e, metrics) -> dict:
 
 
 def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
-                 scale_value, bayes_draws) -> None:
+                 scale_value, bayes_draws, train_errors) -> None:
     n, d = x.shape
     lik = vae.likelihood
     loss_sum = lik.loss(x, terms.mean).sum(-1)
@@ -322,12 +325,7 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         col = [scale_value] * d
     else:
         col = [math.nan] * d
-    # the same errors on the training split, where a per-dimension scale is fitted (C3);
-    # drawn off the evaluation's RNG stream so that its other draws stay as they were
-    train = data.train.to(x.device)
-    cuda = [train.device.index or 0] if train.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        mse_train, mae_train = per_dim_errors(vae, train)
+    mse_train, mae_train = train_errors  # on the training split, where a per-dim scale is fitted (C3)
     write_csv(run_dir / PER_DIM_FILE, pd.DataFrame({
         "dim": np.arange(d),
         "scale": col,

@@ -71,12 +71,17 @@ def status_word(status: str | None) -> str:
 
 
 def same_config(run_dir: Path, config: dict[str, Any]) -> bool:
-    """True if ``run_dir``'s config.json resolves to the same configuration as ``config``."""
+    """True if ``run_dir``'s config.json resolves to the same configuration as ``config``.
+
+    The stored file is read as resume reads it (:meth:`TrainConfig.from_stored`: a field
+    it lacks takes the value of the vaelik that wrote it), so a run written before a
+    field existed is not taken for one made with today's default.
+    """
     try:
         stored = json.loads((run_dir / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
+        return TrainConfig.from_stored(stored).to_dict() == TrainConfig.from_dict(config).to_dict()
+    except (OSError, ValueError, TypeError, AttributeError):
         return False
-    return TrainConfig.from_dict(stored).to_dict() == TrainConfig.from_dict(config).to_dict()
 
 
 def can_resume(run_dir: Path, config: dict[str, Any]) -> bool:
