@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import pyro
-import pytest
+import os
+
+# Tests that kill or interrupt a run after a given epoch need a checkpoint after every epoch
+# (runs default to one every CHECKPOINT_SECONDS); set before vaelik is imported, and inherited
+# by the subprocesses the tests start.
+os.environ.setdefault("VAELIK_CHECKPOINT_SECONDS", "0")
+
+import pyro  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

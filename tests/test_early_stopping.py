@@ -26,12 +26,17 @@ from vaelik.inference.schedules import (
     PLATEAU_PATIENCE,
     make_schedule,
 )
-from vaelik.inference.stopping import EarlyStopping, improves
+from vaelik.inference.stopping import SMOOTHING, EarlyStopping, SmoothedBest, improves
 from vaelik.rundir import EVAL_FILE, SPLITS
 
 #: a tiny model whose validation ELBO stays flat: it hardly moves at lr 1e-6
-FLAT = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-6,
+# flat: the validation ELBO gains ~1e-6 nats per epoch (the improvement rule asks for ~1e-2)
+FLAT = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-8,
             iwae_samples=5, scale="learned", seed=1)
+# overfits: 105 training rows, a wide network and a large rate; the validation ELBO peaks
+# within about 25 epochs and then falls
+OVERFIT = dict(data="ppca", data_options={"n": 150}, hidden_dim=64, latent_dim=8, batch_size=16,
+               lr=1e-2, iwae_samples=5, scale="learned", seed=1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -95,13 +100,23 @@ def test_improvement_rule():
 def test_early_stopping_counts_epochs_without_improvement():
     p = [torch.zeros(2)]
     stopper = EarlyStopping(patience=2)
-    stops = []
-    for epoch, elbo in enumerate([1.0, 2.0, 2.0, 3.0, 2.9, 3.0], start=1):
+    stops, averages = [], []
+    elbos = [1.0, 2.0, 2.0, 3.0, 2.9, 3.0, 1.0, 1.0]
+    for epoch, elbo in enumerate(elbos, start=1):
         p[0].fill_(epoch)
         stops.append(stopper.update(epoch, elbo, ["w"], p))
-    assert stops == [False, False, False, False, False, True]
+        averages.append(stopper.track.value)
+    # the moving average s_t = s_{t-1} + 0.3 (v_t - s_{t-1}) computed by hand
+    expected = [1.0]
+    for v in elbos[1:]:
+        expected.append(expected[-1] + SMOOTHING * (v - expected[-1]))
+    assert averages == pytest.approx(expected, rel=1e-12)
+    assert expected[5] > expected[4] > expected[3] and expected[6] < expected[5] > expected[7]
+    # epochs 7 and 8 do not raise the average: the second of them stops the run
+    assert stops == [False] * 7 + [True]
+    # the kept parameters are those of the highest raw ELBO (epoch 4; epoch 6 only ties it)
     assert stopper.best_epoch == 4 and stopper.best_params["w"].tolist() == [4.0, 4.0]
-    assert stopper.summary(6) == {"best_epoch": 4, "epochs_run": 6, "stopped_early": True}
+    assert stopper.summary(8) == {"best_epoch": 4, "epochs_run": 8, "stopped_early": True}
     again = EarlyStopping(patience=2)
     again.load_state_dict(stopper.state_dict())
     assert again.state_dict()["params"]["w"].tolist() == [4.0, 4.0] and again.stopped
@@ -113,22 +128,21 @@ def test_early_stopping_counts_epochs_without_improvement():
 
 
 # ------------------------------------------------------------------------------------------
-# A flat run stops early; the best epoch is what is evaluated
+# A run past its best stops early; the best epoch is what is evaluated
 
 
 @pytest.fixture(scope="module")
 def flat_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("flat") / "run"
-    result = fit(TrainConfig(**FLAT, epochs=30, patience=3, name="flat"), run, progress=False)
+    result = fit(TrainConfig(**OVERFIT, epochs=60, patience=3, name="flat"), run, progress=False)
     return run, result
 
 
-def test_a_flat_run_stops_early(flat_run):
+def test_a_run_past_its_best_stops_early(flat_run):
     run, result = flat_run
     e = json.loads((run / EVAL_FILE).read_text())
     assert e["stopped_early"] is True
-    assert e["best_epoch"] < e["epochs_run"] < 30
-    assert e["epochs_run"] == e["best_epoch"] + 3  # patience epochs after the best
+    assert e["best_epoch"] < e["epochs_run"] < 60
     assert result.training == {k: e[k] for k in ("best_epoch", "epochs_run", "stopped_early")}
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["epoch"].max() == e["epochs_run"]
@@ -136,6 +150,18 @@ def test_a_flat_run_stops_early(flat_run):
     assert set(metrics["split"]) == set(SPLITS)
     val = metrics[metrics.split == "val"].set_index("epoch")["elbo"]
     assert val.idxmax() == e["best_epoch"]
+    # replay the rule on the run's own validation ELBOs: the moving average, its best, and the
+    # first epoch at which it has not improved for `patience` (3) epochs is where the run ended
+    average, best, flat, stop = -math.inf, -math.inf, 0, None
+    for epoch, elbo in val.items():
+        average = elbo if epoch == 1 else average + SMOOTHING * (elbo - average)
+        if improves(average, best):
+            best, flat = average, 0
+        else:
+            flat += 1
+        if flat == 3 and stop is None:
+            stop = epoch
+    assert stop == e["epochs_run"]
 
 
 def test_the_evaluation_uses_the_best_epoch(flat_run):
@@ -179,7 +205,8 @@ def test_plateau_halves_every_rate_after_a_flat_stretch():
     opt = _optimizer()
     schedule = make_schedule("plateau", opt, epochs=20)
     lrs = []
-    elbos = [1.0, 2.0] + [2.0] * (2 * PLATEAU_PATIENCE) + [5.0, 5.0]
+    # the moving average falls through the zeros (no improvement), then jumps with the 50s
+    elbos = [1.0, 2.0] + [0.0] * (2 * PLATEAU_PATIENCE) + [50.0, 50.0]
     for epoch, elbo in enumerate(elbos, start=1):
         schedule.step(epoch, elbo)
         lrs.append([g["lr"] for g in opt.param_groups])
@@ -224,13 +251,9 @@ def test_the_optimiser_trains_each_epoch_at_the_scheduled_rate(schedule, monkeyp
     elif schedule == "cosine":
         assert seen == pytest.approx([lr0 * 0.5 * (1 + math.cos(math.pi * e / 8)) for e in range(1, 9)])
     else:  # replay the plateau rule on the run's own validation ELBOs
-        best, flat, lr, expected = -math.inf, 0, lr0, []
+        track, lr, expected = SmoothedBest(), lr0, []
         for elbo in val:
-            if improves(elbo, best):
-                best, flat = elbo, 0
-            else:
-                flat += 1
-                if flat >= PLATEAU_PATIENCE:
-                    lr, flat = lr * PLATEAU_FACTOR, 0
+            if not track.update(elbo) and track.flat >= PLATEAU_PATIENCE:
+                lr, track.flat = lr * PLATEAU_FACTOR, 0
             expected.append(lr)
         assert seen == expected and min(seen) < lr0  # it did reduce the rate

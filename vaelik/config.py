@@ -271,6 +271,7 @@ MODELS = Registry("vaelik.models", "MODELS")
 ELBOS = Registry("vaelik.inference.elbo", "ELBOS")
 OPTIMIZERS = Registry("vaelik.inference.optimizers", "OPTIMIZERS")
 LR_SCHEDULES = Registry("vaelik.inference.schedules", "LR_SCHEDULES")
+DATA_INITS = Registry("vaelik.models", "DATA_INITS")
 
 
 # ----------------------------------------------------------------------------------------
@@ -316,6 +317,11 @@ class TrainConfig:
     hidden_dim: int = option(
         256, group="model", parse=int, check=_int_at_least(0), token="h",
         help="width of the hidden layer of encoder and decoder (0: none)", column="hidden_dim")
+    data_init: str = option(
+        "standardise", group="model", choices=DATA_INITS, absent="none",
+        help="how the networks start from the training data: {choices} (standardise: the "
+             "encoder sees standardised inputs, the decoder starts at the mean)",
+        column="data_init")
     epochs: int = option(
         50, group="training", parse=int, check=_int_at_least(1), token="e",
         help="the most passes over the training set (early stopping may end sooner)",

@@ -248,3 +248,20 @@ def test_ray_local_backend(tmp_path):
         files = {p.name for p in (out / name).iterdir()}
         assert {"config.json", "metrics.csv", "eval.json", "checkpoint.pt", "status"} <= files
         assert json.loads((out / name / "eval.json").read_text())["mse"] > 0
+
+
+def test_runs_start_with_the_most_epochs(tmp_path, monkeypatch):
+    """The backend gets the runs sorted by epochs, most first, grid order among equals."""
+    from vaelik.sweep import local
+
+    seen = []
+
+    def capture(todo, out, **kwargs):
+        seen.extend((r.name, r.config["epochs"]) for r in todo)
+
+    monkeypatch.setattr(local, "run_local", capture)
+    grid = _write(tmp_path, TINY + 'epochs = 1\n[grid]\nseed = [0, 1]\n'
+                  '[[extra]]\nepochs = 3\nseed = 0\n[[extra]]\nepochs = 2\nseed = 1\n')
+    run_sweep(grid, tmp_path / "sweep", jobs=1)
+    assert [e for _, e in seen] == [3, 2, 1, 1]
+    assert seen[2][0] < seen[3][0]  # seed 0 before seed 1

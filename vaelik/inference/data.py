@@ -20,6 +20,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,10 +100,25 @@ class Dataset:
 # Built-in data
 
 
-def _digits() -> tuple[np.ndarray, tuple[int, int]]:
-    from sklearn.datasets import load_digits
+def _digits_file() -> Path:
+    """scikit-learn's copy of the 8×8 digits (1,797 rows of 64 pixel values 0..16 and a label)."""
+    import importlib.util
 
-    return load_digits().data.astype(np.float32) / 16.0, (8, 8)
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it (~2 s)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the bundled digits come with scikit-learn: pip install scikit-learn")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+
+
+def _digits() -> tuple[np.ndarray, tuple[int, int]]:
+    path = _digits_file()
+    if path.is_file():
+        pixels = np.loadtxt(path, delimiter=",", dtype=np.float32)[:, :-1]
+    else:  # a scikit-learn that keeps the file elsewhere
+        from sklearn.datasets import load_digits
+
+        pixels = load_digits().data.astype(np.float32)
+    return pixels / 16.0, (8, 8)
 
 
 def _linear_gaussian(n: int, d: int, k: int, noise: str, level: float, data_seed: int):

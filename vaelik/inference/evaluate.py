@@ -119,7 +119,7 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     None if the decoder is not affine.
     """
     d, k = model.data_dim, model.latent_dim
-    parts = affine_decoder(model.decoder, k, train.device)
+    parts = affine_decoder(model.output_network(), k, train.device)
     if parts is None:
         return None
     w, b = parts  # (d, k), (d,)

@@ -2,7 +2,9 @@
 
 :func:`fit` checks the configuration, builds data and model (:func:`build`),
 writes ``config.json`` and ``status``, runs :func:`~vaelik.inference.svi.train_epochs`
-(writing ``metrics.csv`` and ``checkpoint.pt`` after every epoch) for at most
+(writing ``metrics.csv`` and ``checkpoint.pt`` after an epoch when
+:data:`CHECKPOINT_SECONDS` have passed since the last write, and after the last
+epoch) for at most
 ``epochs`` epochs, stopping early when the validation ELBO has not improved for
 ``patience`` epochs (:mod:`vaelik.inference.stopping`), puts back the best epoch's
 parameters, evaluates them and marks the run ``completed``. A checkpoint holds
@@ -16,6 +18,8 @@ re-runs its evaluation.
 from __future__ import annotations
 
 import json
+import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +60,13 @@ from vaelik.rundir import (
     write_status,
 )
 
-__all__ = ["METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
+#: ``metrics.csv`` and ``checkpoint.pt`` are written after an epoch that ends at least this many
+#: seconds after the last write (and after the last epoch): a kill loses at most this much
+#: training, and a small model does not spend a third of its time writing files
+#: (``VAELIK_CHECKPOINT_SECONDS``; 0 writes after every epoch)
+CHECKPOINT_SECONDS = float(os.environ.get("VAELIK_CHECKPOINT_SECONDS", "5"))
+
+__all__ = ["CHECKPOINT_SECONDS", "METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
 
 METRIC_COLUMNS = list(METRICS_COLUMNS)  # the columns of metrics.csv, spelled in vaelik.rundir.schema
 
@@ -141,6 +151,8 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
         torch.manual_seed(config.seed)
         model = build_model(config.model, likelihood, data.dim, config.latent_dim,
                             config.hidden_dim, data_shape=data.image_shape)
+    if config.data_init == "standardise":
+        model.init_from_data(data.train)
     return data, model
 
 
@@ -273,20 +285,30 @@ def _train(
             if run_dir is not None:  # accepted: from here on the resume may change the folder
                 _resumed(run_dir)
 
-        def save(epoch: int, rows: list[dict[str, Any]]) -> None:
-            if run_dir is not None:
-                write_csv(run_dir / METRICS_FILE, pd.DataFrame(rows, columns=METRIC_COLUMNS))
-                save_checkpoint(
-                    run_dir / CHECKPOINT_FILE,
-                    make_checkpoint(config, names, params, optimizer, gen, epoch, rows,
-                                    stopper=stopper, schedule=schedule),
-                )
+        saved = {"epoch": start_epoch - 1, "at": time.monotonic()}
+
+        def save(epoch: int, rows: list[dict[str, Any]], *, final: bool = False) -> None:
+            # between epochs nothing draws from the RNGs (the metrics fork theirs), so a write
+            # deferred to a later epoch's end, or to after the loop, holds the same state
+            if run_dir is None or epoch == saved["epoch"] or (
+                    not final and time.monotonic() - saved["at"] < CHECKPOINT_SECONDS):
+                return
+            write_csv(run_dir / METRICS_FILE, pd.DataFrame(rows, columns=METRIC_COLUMNS))
+            save_checkpoint(
+                run_dir / CHECKPOINT_FILE,
+                make_checkpoint(config, names, params, optimizer, gen, epoch, rows,
+                                stopper=stopper, schedule=schedule),
+            )
+            saved.update(epoch=epoch, at=time.monotonic())
 
         try:
             train_epochs(trainer, model, x_train, x_test, gen, first=start_epoch,
                          last=config.epochs, rows=rows, x_val=x_val, stopper=stopper,
                          schedule=schedule, on_epoch=save, progress=progress,
-                         desc=config.name or f"{config.likelihood}/{config.scale}")
+                         desc=config.name or f"{config.likelihood}/{config.scale}",
+                         metrics_seed=config.seed)
+            if rows:
+                save(int(rows[-1]["epoch"]), rows, final=True)
         except KeyboardInterrupt:
             if run_dir is not None:
                 write_status(run_dir, Status.INTERRUPTED)

@@ -9,10 +9,11 @@ scale parameters), and a schedule multiplies it by a common factor.
     The rate stays as created.
 ``plateau``
     Reduce on a plateau of the validation ELBO: when
-    :data:`PLATEAU_PATIENCE` epochs in a row have not improved on the best
-    validation ELBO (the rule of :func:`vaelik.inference.stopping.improves`),
-    every group's rate is multiplied by :data:`PLATEAU_FACTOR` and the count
-    starts again. Needs a validation split.
+    :data:`PLATEAU_PATIENCE` epochs in a row have not improved the moving
+    average of the validation ELBO (the rule of early stopping,
+    :class:`vaelik.inference.stopping.SmoothedBest`), every group's rate is
+    multiplied by :data:`PLATEAU_FACTOR` and the count starts again. Needs a
+    validation split.
 ``cosine``
     Cosine annealing over ``--epochs`` E: epoch e (1-based) trains with
     :math:`\mathrm{lr}_e = \mathrm{lr}_0 \cdot \tfrac12\,(1 + \cos(\pi (e - 1) / E))`,
@@ -32,15 +33,16 @@ from typing import Any
 
 import torch
 
-from vaelik.inference.stopping import improves
+from vaelik.inference.stopping import SmoothedBest
 from vaelik.validate import check_choice
 
 __all__ = ["LR_SCHEDULES", "PLATEAU_FACTOR", "PLATEAU_PATIENCE", "Schedule", "make_schedule"]
 
 #: ``plateau``: the factor applied to every rate on a plateau
 PLATEAU_FACTOR = 0.5
-#: ``plateau``: epochs in a row without improvement that make a plateau
-PLATEAU_PATIENCE = 3
+#: ``plateau``: epochs in a row without improvement of the moving average that make a plateau
+#: (half the default early-stopping patience: a run gets a lower rate before it stops)
+PLATEAU_PATIENCE = 5
 
 
 class Schedule:
@@ -85,25 +87,22 @@ class Plateau(Schedule):
 
     def __init__(self, optimizer: torch.optim.Optimizer, epochs: int) -> None:
         super().__init__(optimizer, epochs)
-        self.best, self.flat = -math.inf, 0
+        self.track = SmoothedBest()
 
     def step(self, epoch: int, val_elbo: float | None) -> None:  # noqa: D102 - as the base
-        if val_elbo is None:
+        if val_elbo is None or self.track.update(val_elbo):
             return
-        if improves(val_elbo, self.best):
-            self.best, self.flat = float(val_elbo), 0
-            return
-        self.flat += 1
-        if self.flat >= PLATEAU_PATIENCE:
+        if self.track.flat >= PLATEAU_PATIENCE:
             self.factor *= PLATEAU_FACTOR
-            self.flat = 0
+            self.track.flat = 0
             self._apply()
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102 - as the base
-        return {"factor": self.factor, "best": self.best, "flat": self.flat}
+        return {"factor": self.factor, **self.track.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: D102 - as the base
-        self.best, self.flat = float(state["best"]), int(state["flat"])
+        # a checkpoint from before the moving average holds the raw best as "best"
+        self.track.load_state_dict(state, float(state.get("best", -math.inf)), int(state["flat"]))
         super().load_state_dict(state)
 
 

@@ -16,9 +16,19 @@ from vaelik.models.likelihoods import (
     mse_loss,
 )
 from vaelik.models.networks import NETWORKS, Decoder, Encoder
-from vaelik.models.vae import DATA_PLATE, GUIDES, MODELS, GuideKind, Model, ModelSpec, build_model
+from vaelik.models.vae import (
+    DATA_INITS,
+    DATA_PLATE,
+    GUIDES,
+    MODELS,
+    GuideKind,
+    Model,
+    ModelSpec,
+    build_model,
+)
 
 __all__ = [
+    "DATA_INITS",
     "SCALE_MODES",
     "Likelihood",
     "LocationScaleLikelihood",

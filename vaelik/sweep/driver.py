@@ -230,6 +230,9 @@ def run_sweep(
                                  "(delete the folder to train it again)")
                 continue
             todo.append(run)
+        # the most epochs first (stable: grid order otherwise), so that a long run starts while
+        # the short ones fill the other workers instead of running alone at the end
+        todo.sort(key=lambda r: -int(r.config.get("epochs") or 0))
         results: dict[str, RunOutcome] = {}
         table = SweepTable(out, expansion)
         running: list[str] = []

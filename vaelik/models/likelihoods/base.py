@@ -119,6 +119,15 @@ class Likelihood:
         """Variational posterior of a latent scale, called in the guide."""
         return None
 
+    def raw_location(self, mean: torch.Tensor) -> torch.Tensor | None:
+        """The decoder output (its first ``d`` values) that puts the location at ``mean``.
+
+        Used to start the decoder at the training data's mean (``--data-init
+        standardise``): the model adds it to the decoder's output as a fixed offset.
+        None (the default): the family has no such value, and no offset is added.
+        """
+        return None
+
     def observation(
         self, out: torch.Tensor, scale: torch.Tensor | None, x: torch.Tensor
     ) -> dist.TorchDistribution:
@@ -381,6 +390,10 @@ class LocationScaleLikelihood(Likelihood):
                 "scale_q_sd", x.new_tensor(0.1), constraint=constraints.positive
             )
             pyro.sample("scale", dist.LogNormal(q_loc, q_sd))
+
+    def raw_location(self, mean):
+        """The location is the decoder's output itself: ``mean``."""
+        return mean
 
     def observation(self, out, scale, x):
         """:meth:`base` at the decoder mean, as one event over the ``d`` dimensions.

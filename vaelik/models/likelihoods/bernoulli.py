@@ -3,6 +3,7 @@ r"""Likelihoods of data in [0, 1] without a scale: Bernoulli and continuous Bern
 from __future__ import annotations
 
 import pyro.distributions as dist
+import torch
 
 from vaelik.models.likelihoods.base import Likelihood
 
@@ -26,6 +27,10 @@ class Bernoulli(Likelihood):
     loss_name = "bce"
     point_estimate = "probs"
     unit_interval = True
+
+    def raw_location(self, mean):
+        """The logits of the mean, the mean clipped to [0.001, 0.999] (a blank pixel: -6.9)."""
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
 
     def observation(self, out, scale, x):
         """Independent Bernoulli per dimension with logits ``out`` (``scale`` is unused).
