@@ -248,3 +248,37 @@ def test_resume_of_a_conv_run_is_bit_for_bit(tmp_path, monkeypatch):
     b = torch.load(run / "checkpoint.pt", weights_only=True)["params"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "encoder$$$body.0.weight" in a  # the conv layers are in the checkpoint
+
+
+# ------------------------------------------------------------------------------------------
+# The benchmark's hand-written conv VAE is the same architecture
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=str)
+def test_benchmark_hand_conv_vae_is_the_same_network(shape):
+    """With vaelik's weights copied in, the hand-written networks give the same outputs."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "conv_vae.py"
+    spec = importlib.util.spec_from_file_location("conv_vae_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    d = math.prod(shape)
+    x = bench.make_images(shape, n=6)
+    hand = bench.HandConvVAE(x, shape, 6, lr=1e-3, scale_lr=1e-2, init_scale=0.3,
+                             min_scale=1e-3)
+    enc, dec = conv.build(shape, bench.CONV_LATENT, 1, hidden_dim=bench.CONV_HIDDEN)
+    for mine, theirs in ((enc, hand.enc), (dec, hand.dec)):
+        pairs = list(zip(mine.parameters(), theirs.parameters(), strict=True))
+        with torch.no_grad():
+            for a, b in pairs:
+                assert a.shape == b.shape
+                b.copy_(a)
+    loc, scale = enc(x)
+    h = hand.enc(x.reshape(-1, *shape))
+    assert_close(loc, h[:, : bench.CONV_LATENT])
+    assert_close(scale, torch.nn.functional.softplus(h[:, bench.CONV_LATENT :]) + 1e-5)
+    z = torch.randn(6, bench.CONV_LATENT)
+    assert_close(dec(z), hand.dec(z))
+    assert dec(z).shape == (6, d)
