@@ -16,6 +16,10 @@ that a noisy, shared machine slows them alike):
 - ``pyro SVI.step``: plain ``pyro.infer.SVI`` with ``Trace_ELBO`` and
   ``pyro.optim.Adam`` (the starting point of issue #4).
 
+Conv cells (``--network conv``, 28×28×1 and 32×32×3, batch 128): the
+hand-written conv VAE of ``benchmarks/conv_vae.py`` (the same architecture and
+step) against ``vaelik default``, interleaved in the same way.
+
 Each cell reports the median ms/step over the timed steps, min–max, data
 points/s and the ratio of medians to ``hand``.
 
@@ -118,25 +122,31 @@ class HandVAE:
 # vaelik's step and plain Pyro SVI
 
 
-def _vaelik_model(d: int, seed: int = 0):
+def _vaelik_model(d: int, seed: int = 0, *, network: str = "mlp",
+                  shape: tuple[int, ...] | None = None, hidden: int = HIDDEN,
+                  latent: int = LATENT):
     from vaelik.models import build_model, get_likelihood
 
     torch.manual_seed(seed)
     lik = get_likelihood("normal", scale="learned", init_scale=INIT_SCALE, min_scale=MIN_SCALE)
-    return build_model("vae", lik, d, LATENT, HIDDEN)
+    return build_model("vae", lik, d, latent, hidden, data_shape=shape, network=network)
 
 
 class VaelikStep:
     """``Trainer`` as ``fit`` builds it (inside the model's parameter scope)."""
 
-    def __init__(self, x: torch.Tensor, batch: int, elbo: str | None) -> None:
+    def __init__(self, x: torch.Tensor, batch: int, elbo: str | None, *, network: str = "mlp",
+                 shape: tuple[int, ...] | None = None, hidden: int = HIDDEN,
+                 latent: int = LATENT) -> None:
         from vaelik.inference import TrainConfig
         from vaelik.inference.svi import Trainer
 
         kw = {} if elbo is None else {"elbo": elbo}
-        config = TrainConfig(batch_size=batch, hidden_dim=HIDDEN, latent_dim=LATENT, lr=LR, **kw)
+        config = TrainConfig(batch_size=batch, hidden_dim=hidden, latent_dim=latent, lr=LR,
+                             network=network, **kw)
         self.elbo_name = config.elbo
-        self.model = _vaelik_model(x.shape[1])
+        self.model = _vaelik_model(x.shape[1], network=network, shape=shape, hidden=hidden,
+                                   latent=latent)
         with self.model.params():
             self.trainer = Trainer(config, self.model, x)
 
@@ -187,6 +197,35 @@ def time_training(kind: str, batch: int, steps: int, block: int, warmup: int) ->
     for name in ("trace", "meanfield", "jit-trace", "jit-meanfield"):
         contenders[f"vaelik --elbo {name}"] = lambda name=name: VaelikStep(x, batch, name)
     contenders["pyro SVI.step + Trace_ELBO"] = lambda: PyroSVI(x, batch)
+    label = f"{kind} ({x.shape[1]}-d, n={x.shape[0]})"
+    return _interleaved(contenders, x, batch, steps, block, warmup, label)
+
+
+def time_conv(shape: tuple[int, int, int], batch: int, steps: int, block: int,
+              warmup: int) -> list[dict]:
+    """Interleaved per-step timings of the hand-written conv VAE and vaelik's ``--network conv``."""
+    from conv_vae import CONV_HIDDEN, CONV_LATENT, HandConvVAE, make_images
+
+    from vaelik.config import FIELDS
+    from vaelik.inference.config import TrainConfig
+
+    x = make_images(shape)
+    scale_lr = LR * FIELDS["scale_lr_factor"].default
+    contenders = {
+        "hand-written PyTorch conv VAE": lambda: HandConvVAE(
+            x, shape, batch, lr=LR, scale_lr=scale_lr, init_scale=INIT_SCALE,
+            min_scale=MIN_SCALE),
+        f"vaelik --network conv (default --elbo {TrainConfig().elbo})": lambda: VaelikStep(
+            x, batch, None, network="conv", shape=shape, hidden=CONV_HIDDEN,
+            latent=CONV_LATENT),
+    }
+    label = f"conv {'x'.join(map(str, shape))} (n={x.shape[0]})"
+    return _interleaved(contenders, x, batch, steps, block, warmup, label)
+
+
+def _interleaved(contenders: dict, x: torch.Tensor, batch: int, steps: int, block: int,
+                 warmup: int, label: str) -> list[dict]:
+    """Build the contenders, warm them up, time them in shuffled blocks; ratios to the first."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runners = {}
@@ -219,12 +258,13 @@ def time_training(kind: str, batch: int, steps: int, block: int, warmup: int) ->
             with runners[name].scope():
                 for _ in range(block):
                     times[name].append(one_step(name))
-    base = statistics.median(times["hand-written PyTorch"])
-    base_min = min(times["hand-written PyTorch"])
+    hand = next(iter(contenders))
+    base = statistics.median(times[hand])
+    base_min = min(times[hand])
     rows = []
     for name, t in times.items():
         med = statistics.median(t)
-        rows.append({"data": f"{kind} ({x.shape[1]}-d, n={n})", "batch": batch, "contender": name,
+        rows.append({"data": label, "batch": batch, "contender": name,
                      "ms": med * 1e3, "min": min(t) * 1e3, "max": max(t) * 1e3,
                      "points_s": batch / med, "ratio": med / base,
                      "ratio_min": min(t) / base_min, "steps": len(t)})
@@ -358,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short run (fewer steps, smaller IWAE)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="timed steps per contender and cell")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "iwae", "demo"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["train", "conv", "iwae", "demo"])
     p.add_argument("--iwae-worker", choices=["hand", "vaelik"], help=argparse.SUPPRESS)
     p.add_argument("--iwae-n", type=int, default=2000, help=argparse.SUPPRESS)
     p.add_argument("--iwae-k", type=int, default=1000, help=argparse.SUPPRESS)
@@ -382,6 +422,18 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---|---:|---:|---:|---:|---:|")
         for kind, batch in cells:
             for r in time_training(kind, batch, steps, block, warmup):
+                print(f"| {r['data']} | {r['batch']} | {r['contender']} | {r['ms']:.2f} | "
+                      f"{r['min']:.2f}–{r['max']:.2f} | {r['points_s']:,.0f} | "
+                      f"{r['ratio']:.2f}× | {r['ratio_min']:.2f}× |", flush=True)
+    if "conv" not in args.skip:
+        from conv_vae import CONV_HIDDEN, CONV_LATENT, CONV_SHAPES
+
+        print(f"\n# conv VAE (--network conv, --hidden-dim {CONV_HIDDEN}, z={CONV_LATENT}, "
+              "Normal with learned sigma): hand-written PyTorch conv VAE vs vaelik's default step")
+        print("\n| data | batch | contender | ms/step (median) | min–max | points/s | × hand | × hand (min) |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|")
+        for shape in CONV_SHAPES:
+            for r in time_conv(shape, 128, steps, block, warmup):
                 print(f"| {r['data']} | {r['batch']} | {r['contender']} | {r['ms']:.2f} | "
                       f"{r['min']:.2f}–{r['max']:.2f} | {r['points_s']:,.0f} | "
                       f"{r['ratio']:.2f}× | {r['ratio_min']:.2f}× |", flush=True)

@@ -218,7 +218,8 @@ def test_conv_network_obeys_the_shape_contract():
 def test_a_registered_network_is_fitted_and_scored(monkeypatch, tmp_path, scale):
     monkeypatch.setitem(NETWORKS, "tiny-conv", build_conv)
     monkeypatch.setitem(MODELS, "conv-vae", ModelSpec("VAE with a tiny conv net", network="tiny-conv"))
-    config = TrainConfig(data="digits", model="conv-vae", likelihood="normal", scale=scale,
+    config = TrainConfig(data="digits", model="conv-vae", network="tiny-conv",
+                         likelihood="normal", scale=scale,
                          epochs=2, hidden_dim=8, latent_dim=3, batch_size=256, iwae_samples=16)
     result = fit(config, out=tmp_path / "run", progress=False)
     assert isinstance(result.model.encoder, ConvEncoder)

@@ -76,7 +76,7 @@ def test_build_model_kinds(kind, guide, x):
 
 def test_registries_give_the_choices_and_the_error_text():
     assert set(MODELS) == {"vae", "ae", "linear"} and set(GUIDES) == {"normal", "delta"}
-    assert "mlp" in NETWORKS and all(spec.network in NETWORKS for spec in MODELS.values())
+    assert "mlp" in NETWORKS and all(spec.network in (None, *NETWORKS) for spec in MODELS.values())
     lik = get_likelihood("normal", scale=0.3)
     with pytest.raises(ValueError, match="unknown model 'cnn'; choose one of: vae, ae, linear"):
         build_model("cnn", lik, D, K)

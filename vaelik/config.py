@@ -268,6 +268,7 @@ DATASETS = Registry("vaelik.inference.data", "BUILTIN_DATA")
 LIKELIHOODS = Registry("vaelik.models", "likelihood_names")
 SCALE_MODES = Registry("vaelik.models", "SCALE_MODES")
 MODELS = Registry("vaelik.models", "MODELS")
+NETWORKS = Registry("vaelik.models", "NETWORKS")
 ELBOS = Registry("vaelik.inference.elbo", "ELBOS")
 OPTIMIZERS = Registry("vaelik.inference.optimizers", "OPTIMIZERS")
 LR_SCHEDULES = Registry("vaelik.inference.schedules", "LR_SCHEDULES")
@@ -311,6 +312,12 @@ class TrainConfig:
     model: str = option(
         "vae", group="model", choices=MODELS, help="model: {choices}",
         column="model", key_column=True)
+    network: str = option(
+        "mlp", group="model", choices=NETWORKS, absent="mlp",
+        help="encoder/decoder networks: {choices} (conv: strided convolutions, for images "
+             "whose height and width are multiples of 4, at least 8; --hidden-dim is the "
+             "channels of its deepest block)",
+        column="network")
     latent_dim: int = option(
         8, group="model", parse=int, check=_int_at_least(1), token="z",
         help="dimension of the latent z", column="latent_dim", key_column=True)

@@ -150,7 +150,8 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build_model(config.model, likelihood, data.dim, config.latent_dim,
-                            config.hidden_dim, data_shape=data.image_shape)
+                            config.hidden_dim, data_shape=data.image_shape,
+                            network=config.network)
     if config.data_init == "standardise":
         model.init_from_data(data.train)
     return data, model

@@ -11,13 +11,13 @@ the guide is :math:`q_\phi(z \mid x)` of a kind in :data:`GUIDES` whose
 parameters come from an encoder network (:mod:`vaelik.models.networks`).
 The named combinations offered by ``--model`` are :data:`MODELS`:
 
-==========  =======================  ========================================
-name        networks                 guide
-==========  =======================  ========================================
-``vae``     ``mlp``                  ``normal``: diagonal Normal
-``ae``      ``mlp``                  ``delta``: a point mass (deterministic AE)
+==========  =========================  ========================================
+name        networks                   guide
+==========  =========================  ========================================
+``vae``     ``--network`` (mlp, conv)  ``normal``: diagonal Normal
+``ae``      ``--network`` (mlp, conv)  ``delta``: a point mass (deterministic AE)
 ``linear``  ``mlp``, ``hidden_dim=0``  ``normal`` (probabilistic PCA, C8)
-==========  =======================  ========================================
+==========  =========================  ========================================
 
 Minibatches go through ``pyro.plate("data", num_data, subsample=idx)``, which
 scales the per-example terms by ``num_data / batch_size``: the minibatch ELBO is
@@ -96,23 +96,26 @@ GUIDES: dict[str, GuideKind] = {
 class ModelSpec:
     """A named model: which network builds the encoder/decoder and which guide kind.
 
-    ``options`` are network options fixed by the model, overriding the
-    configuration's (the linear model fixes ``hidden_dim=0``).
+    ``network`` None: the networks are the configuration's choice (``--network``);
+    a name of :data:`~vaelik.models.networks.NETWORKS`: the model fixes its network
+    (the linear model is an affine MLP). ``options`` are network options fixed by
+    the model, overriding the configuration's (the linear model fixes ``hidden_dim=0``).
     """
 
     help: str
-    network: str = "mlp"
+    network: str | None = None
     guide: str = "normal"
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 #: The models of ``--model``; the keys are the choices, ``help`` the help text.
 MODELS: dict[str, ModelSpec] = {
-    "vae": ModelSpec("VAE: MLP encoder and decoder, diagonal-Normal guide"),
-    "ae": ModelSpec("deterministic autoencoder: MLP networks, Delta guide", guide="delta"),
+    "vae": ModelSpec("VAE: encoder and decoder of --network, diagonal-Normal guide"),
+    "ae": ModelSpec("deterministic autoencoder: networks of --network, Delta guide",
+                    guide="delta"),
     "linear": ModelSpec(
         "linear VAE (probabilistic PCA): affine encoder and decoder, diagonal-Normal guide",
-        options=MappingProxyType({"hidden_dim": 0}),
+        network="mlp", options=MappingProxyType({"hidden_dim": 0}),
     ),
 }
 
@@ -134,6 +137,8 @@ class Model(nn.Module):
         Sizes d of x and k of z.
     kind : str, optional
         The :data:`MODELS` name it was built from (for :meth:`describe`).
+    network : str, optional
+        The :data:`~vaelik.models.networks.NETWORKS` name of the networks (for :meth:`describe`).
     network_options : dict, optional
         The options the networks were built with (for :meth:`describe`).
 
@@ -156,6 +161,7 @@ class Model(nn.Module):
         data_dim: int,
         latent_dim: int,
         kind: str | None = None,
+        network: str | None = None,
         network_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -168,6 +174,7 @@ class Model(nn.Module):
         self.data_dim = check_positive_int("data_dim", data_dim)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.kind = kind
+        self.network = network
         self.network_options = dict(network_options or {})
         self.param_state: dict = {"params": {}, "constraints": {}}
         # set by init_from_data: x -> (x - x_shift) / x_scale before the encoder, and a
@@ -262,9 +269,9 @@ class Model(nn.Module):
         return q.mean, q.stddev
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready description: model name, guide kind, latent size, network options."""
+        """JSON-ready description: model name, guide kind, latent size, network and its options."""
         return {"model": self.kind, "guide": self.guide_kind, "latent_dim": self.latent_dim,
-                **self.network_options}
+                "network": self.network, **self.network_options}
 
 
 class _Decode(nn.Module):
@@ -288,21 +295,41 @@ def build_model(
     hidden_dim: int = 256,
     *,
     data_shape: tuple[int, ...] | None = None,
+    network: str | None = None,
 ) -> Model:
     """Build a model by its :data:`MODELS` name (``"vae"``, ``"ae"``, ``"linear"``, ...).
 
     Parameters
     ----------
     name : str
-        Key of :data:`MODELS`: it names the network (a key of
-        :data:`~vaelik.models.networks.NETWORKS`) and the guide kind.
+        Key of :data:`MODELS`: it names the guide kind (and the network, if the
+        model fixes one).
     likelihood : Likelihood
     data_dim, latent_dim : int
         Sizes d of x and k of z.
     hidden_dim : int
         Width option of the networks (unless the model fixes it).
     data_shape : tuple of int, optional
-        Shape of one example (e.g. ``(8, 8)``); ``(data_dim,)`` if not given.
+        Shape of one example (``(C, H, W)``, ``(H, W)`` or ``(d,)``); ``(data_dim,)``
+        if not given.
+    network : str, optional
+        Key of :data:`~vaelik.models.networks.NETWORKS` (``--network``); default:
+        the model's own, else ``"mlp"``.
+
+    Raises
+    ------
+    InputError
+        An unknown model or network, a network the model does not take (the
+        linear model is an MLP), or data the network cannot read (``conv`` on
+        data without an image shape).
+
+    Examples
+    --------
+    >>> from vaelik.models import Normal
+    >>> model = build_model("vae", Normal(scale="predicted"), 64, 4, 8,
+    ...                     data_shape=(1, 8, 8), network="conv")
+    >>> model.decoder(torch.zeros(5, 4)).shape  # a location and a raw scale per pixel
+    torch.Size([5, 128])
     """
     if name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
@@ -313,12 +340,15 @@ def build_model(
     if math.prod(data_shape) != data_dim:
         raise InputError(f"data_shape {data_shape} does not have data_dim={data_dim} values; "
                          "pass the shape of one example")
-    if spec.network not in NETWORKS:
-        raise InputError(f"model {name!r} uses unknown network {spec.network!r}; "
-                         f"choose one of: {', '.join(NETWORKS)}")
+    chosen = network or spec.network or "mlp"
+    if spec.network is not None and chosen != spec.network:
+        raise InputError(f"model {name!r} is built on network {spec.network!r}, not "
+                         f"{chosen!r}; use --network {spec.network} or another --model")
+    if chosen not in NETWORKS:
+        raise InputError(f"unknown network {chosen!r}; choose one of: {', '.join(NETWORKS)}")
     options = {"hidden_dim": hidden_dim, **spec.options}
-    encoder, decoder = NETWORKS[spec.network](
+    encoder, decoder = NETWORKS[chosen](
         data_shape, latent_dim, likelihood.output_multiplier(), **options
     )
     return Model(likelihood, encoder, decoder, spec.guide, data_dim=data_dim,
-                 latent_dim=latent_dim, kind=name, network_options=options)
+                 latent_dim=latent_dim, kind=name, network=chosen, network_options=options)

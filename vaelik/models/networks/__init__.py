@@ -22,12 +22,24 @@ function of the same signature for every network::
           *, hidden_dim: int, **options) -> tuple[nn.Module, nn.Module]
 
 returning ``(encoder, decoder)``; ``data_shape`` is the shape of one example
-(``(8, 8)`` for the digits, ``(d,)`` for a table), so that a convolutional
-network can reshape the flat rows into images; ``hidden_dim`` is the width
-knob of ``--hidden-dim`` (a network may read it as it likes). Adding a network
-is one file with a ``build`` function and one entry in :data:`NETWORKS`::
+(``(C, H, W)`` or ``(H, W)`` for images, e.g. ``(1, 8, 8)`` for the digits;
+``(d,)`` for a table), so that a convolutional network can reshape the flat
+rows (row-major) into images; ``hidden_dim`` is the width knob of
+``--hidden-dim`` (a network may read it as it likes). The networks offered by
+``--network``:
 
-    NETWORKS["conv"] = conv.build
+========  ==========================================================================
+name      networks
+========  ==========================================================================
+``mlp``   one hidden ReLU layer of ``hidden_dim`` units (:mod:`.mlp`); any data
+``conv``  strided convolutions, ``hidden_dim`` channels in the deepest block
+          (:mod:`.conv`); images whose H and W are multiples of 4, at least 8
+========  ==========================================================================
+
+Adding a network is one file with a ``build`` function and one entry in
+:data:`NETWORKS`::
+
+    NETWORKS["resnet"] = resnet.build
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from vaelik.models.networks import mlp
+from vaelik.models.networks import conv, mlp
 from vaelik.models.networks.mlp import Decoder, Encoder
 
 __all__ = ["NETWORKS", "NetworkBuilder", "Encoder", "Decoder"]
@@ -45,4 +57,4 @@ __all__ = ["NETWORKS", "NetworkBuilder", "Encoder", "Decoder"]
 NetworkBuilder = Callable[..., tuple[nn.Module, nn.Module]]
 
 #: Network builders by name; the keys are the choices (and the error text) of a model's network.
-NETWORKS: dict[str, NetworkBuilder] = {"mlp": mlp.build}
+NETWORKS: dict[str, NetworkBuilder] = {"mlp": mlp.build, "conv": conv.build}
