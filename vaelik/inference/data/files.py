@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from vaelik.inference.data.paths import require_regular_file
 __all__ = ["read_data_file"]
 
 
-def _read_npz(path: str, key: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as archive:
+def _read_npz(path: str, f: BinaryIO, key: str | None) -> np.ndarray:
+    with np.load(f, allow_pickle=False) as archive:
         keys = list(archive.keys())
         if key is None:
             if len(keys) != 1:
@@ -40,9 +41,11 @@ def _read_npz(path: str, key: str | None) -> np.ndarray:
 
 def _read_numpy(path: str, key: str | None, kind: str) -> np.ndarray:
     try:
-        if kind == ".npy":
-            return np.load(path, allow_pickle=False)
-        return _read_npz(path, key)
+        # the file is opened here so that it is closed whatever numpy raises
+        with open(path, "rb") as f:
+            if kind == ".npy":
+                return np.load(f, allow_pickle=False)
+            return _read_npz(path, f, key)
     except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
