@@ -84,7 +84,7 @@ CASES = [
     Case("missing-file", "data file that does not exist", _train("missing.npy", "o-miss"),
          ["missing.npy does not exist"], out="o-miss"),
     Case("unknown-data", "unknown data name (not a file, not built in)",
-         _train("mnist", "o-unk"), ["unknown data 'mnist'", "digits"], out="o-unk"),
+         _train("cifar100", "o-unk"), ["unknown data 'cifar100'", "digits"], out="o-unk"),
     Case("garbage-npy", "unreadable file: garbage bytes named .npy",
          _train("garbage.npy", "o-garb"), ["not a .npy file", "numpy.save"], out="o-garb"),
     Case("pickled-npy", "a .npy of Python objects (would need unpickling)",
@@ -100,6 +100,23 @@ CASES = [
     Case("npz-key", ".npz without the array named by --data-key",
          _train("several.npz", "o-npzkey", "--data-key", "c"), ["no array 'c'", "a, b"],
          out="o-npzkey"),
+    Case("image-set-missing", "a built-in image set whose files are not in --data-dir",
+         _train("fashion-mnist", "o-fm", "--data-dir", "afolder"),
+         ["holds no fashion-mnist files", "apt-get install dataset-fashion-mnist",
+          "--data-dir FOLDER", "downloads nothing"], out="o-fm"),
+    Case("negative-ints", "integer data with negative values",
+         _train("negative.npy", "o-neg"), ["negative integers", "smallest -5", "shift them"],
+         out="o-neg"),
+    Case("overflow-f32", "values beyond float32's range", _train("huge.npy", "o-huge"),
+         ["overflow float32", "rescale"], out="o-huge"),
+    Case("idx-substring", "a file with 'idx' in its name that is not IDX",
+         _train("my-idx-data.bin", "o-idxname"), ["unsupported data file"], out="o-idxname"),
+    Case("fifo", "a FIFO (named pipe) given as data", _train("pipe.npy", "o-fifo"),
+         ["FIFO", "not a regular file"], out="o-fifo"),
+    Case("npz-truncated", "a truncated .npz", _train("truncated.npz", "o-npzt"),
+         ["archive is damaged", "truncated or corrupted"], out="o-npzt"),
+    Case("npz-crc", "a .npz whose CRC does not match (damaged bytes)",
+         _train("crc.npz", "o-npzc"), ["archive is damaged", "Bad CRC-32"], out="o-npzc"),
     Case("data-opt", "unknown --data-opt for a built-in set",
          _train("digits", "o-opt", "--data-opt", "sigma=0.1"), ["unknown data option"],
          out="o-opt"),
@@ -228,6 +245,16 @@ def make_inputs(work: Path) -> None:
     (work / "bad-idx1-ubyte").write_bytes(b"\x12\x34\x56\x78" + b"\x00" * 40)
     (work / "data.txt").write_text("1 2 3\n4 5 6\n")
     np.savez(work / "several.npz", a=x, b=x)
+    np.save(work / "negative.npy", np.array([[0, 3], [-5, 10], [4, 2]], dtype=np.int32))
+    np.save(work / "huge.npy", np.where(x > 0.5, 1e300, x.astype(np.float64)))
+    (work / "my-idx-data.bin").write_bytes(b"not an IDX file, only 'idx' in its name" * 4)
+    os.mkfifo(work / "pipe.npy")
+    np.savez(work / "whole.npz", x=x)
+    whole = (work / "whole.npz").read_bytes()
+    (work / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    damaged = bytearray(whole)
+    damaged[300] ^= 0xFF
+    (work / "crc.npz").write_bytes(bytes(damaged))
     (work / "afile").write_text("a regular file, not a folder\n")
     (work / "afolder").mkdir()
     _tiny_run(work / "done-run", "completed")

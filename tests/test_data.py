@@ -24,7 +24,7 @@ def test_digits_shape_and_scaling():
 
     ds = load_data("digits", test_fraction=0.2)
     assert ds.train.shape == (1438, 64) and ds.test.shape == (359, 64)  # round(1797 · 0.2)
-    assert ds.train.dtype == torch.float32 and ds.image_shape == (8, 8)
+    assert ds.train.dtype == torch.float32 and ds.image_shape == (1, 8, 8)
     x = torch.cat([ds.train, ds.test])
     assert float(x.min()) == 0.0 and float(x.max()) == 1.0
     # exactly the bundled pixel values (0..16) divided by 16, as the info says
@@ -34,6 +34,8 @@ def test_digits_shape_and_scaling():
     assert set((x * 16).unique().tolist()) <= set(range(17))
     info = ds.info()
     assert info["dim"] == 64 and info["binary"] is False and "16" in info["scaling"]
+    assert info["image_shape"] == [1, 8, 8] and info["levels"] == 17 and ds.levels == 17
+    assert info["split"] == "random"
 
 
 def test_digits_binary_is_binary():
@@ -43,7 +45,7 @@ def test_digits_binary_is_binary():
     assert set(x.unique().tolist()) == {0.0, 1.0} and ds.binary
     # same split and rows as digits, thresholded at 0.5
     assert_close(ds.train, (grey.train > 0.5).float())
-    assert ds.info()["params"] == {"threshold": 0.5}
+    assert ds.info()["params"] == {"threshold": 0.5} and ds.levels == 2
 
 
 @pytest.mark.parametrize("name, level_key", [("ppca", "sigma"), ("laplace-noise", "b")])
@@ -105,7 +107,7 @@ def test_npy_float_is_used_as_is(tmp_path):
     x = np.random.default_rng(0).normal(size=(30, 4, 5)).astype(np.float64)
     np.save(tmp_path / "x.npy", x)
     ds = load_data(str(tmp_path / "x.npy"), test_fraction=0.1)
-    assert ds.image_shape == (4, 5) and ds.dim == 20
+    assert ds.image_shape == (1, 4, 5) and ds.dim == 20 and ds.levels is None
     assert rows(ds) == {tuple(r) for r in torch.from_numpy(x.reshape(30, 20)).float().tolist()}
 
 
@@ -113,7 +115,7 @@ def test_npy_uint8_divided_by_255(tmp_path):
     x = np.arange(60, dtype=np.uint8).reshape(10, 6) * 4
     np.save(tmp_path / "x.npy", x)
     ds = load_data(str(tmp_path / "x.npy"))
-    assert ds.scaling == "uint8 divided by 255"
+    assert ds.scaling == "uint8 divided by 255" and ds.levels == 256
     expected = {tuple(r) for r in torch.from_numpy(x.astype(np.float32) / 255).tolist()}
     assert rows(ds) == expected
 
@@ -123,6 +125,7 @@ def test_npy_int_divided_by_max(tmp_path):
     np.save(tmp_path / "x.npy", x)
     ds = load_data(str(tmp_path / "x.npy"))
     assert rows(ds) == {(0.0, 0.25), (0.5, 1.0), (0.75, float(np.float32(1 / 12)))}
+    assert ds.levels == 13  # values k / 12, k = 0..12
 
 
 def test_npz_key(tmp_path):
@@ -154,7 +157,8 @@ def test_idx_uint8_images(tmp_path, gz):
     write_idx(path, images, gz=gz)
     assert np.array_equal(read_idx(path), images)
     ds = load_data(str(path), test_fraction=0.25)
-    assert ds.image_shape == (3, 4) and ds.train.shape == (9, 12) and ds.test.shape == (3, 12)
+    assert ds.image_shape == (1, 3, 4) and ds.train.shape == (9, 12) and ds.test.shape == (3, 12)
+    assert ds.levels == 256
     expected = {tuple(r) for r in torch.from_numpy(images.reshape(12, 12) / 255).float().tolist()}
     assert rows(ds) == expected
 

@@ -15,11 +15,11 @@ import numpy as np
 def test_digits_equal_load_digits():
     from sklearn.datasets import load_digits
 
-    from vaelik.inference.data import _digits
+    from vaelik.inference.data.builtin import digits
 
-    pixels, shape = _digits()
-    assert shape == (8, 8)
-    np.testing.assert_array_equal(pixels, load_digits().data.astype(np.float32) / 16.0)
+    pixels = digits()
+    assert pixels.shape == (1797, 1, 8, 8)
+    np.testing.assert_array_equal(pixels, load_digits().images.astype(np.int64)[:, None])
 
 
 def test_loading_the_digits_does_not_import_sklearn():

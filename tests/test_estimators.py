@@ -175,7 +175,7 @@ def test_a_point_mass_guide_has_no_iwae():
 class ConvEncoder(nn.Module):
     def __init__(self, data_shape, latent_dim, channels):
         super().__init__()
-        self.shape, self.k = tuple(data_shape), latent_dim
+        self.shape, self.k = tuple(data_shape)[-2:], latent_dim  # (C, H, W) with C = 1
         self.conv = nn.Conv2d(1, channels, 3, stride=2, padding=1)
         h, w = (self.shape[0] + 1) // 2, (self.shape[1] + 1) // 2
         self.head = nn.Linear(channels * h * w, 2 * latent_dim)
@@ -189,7 +189,7 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     def __init__(self, data_shape, latent_dim, out_multiplier, channels):
         super().__init__()
-        self.shape, self.m, self.c = tuple(data_shape), out_multiplier, channels
+        self.shape, self.m, self.c = tuple(data_shape)[-2:], out_multiplier, channels
         self.h, self.w = self.shape[0] // 2, self.shape[1] // 2
         self.fc = nn.Linear(latent_dim, channels * self.h * self.w)
         self.deconv = nn.ConvTranspose2d(channels, out_multiplier, 4, stride=2, padding=1)

@@ -219,6 +219,11 @@ def _positive_or_none(label: str, value: Any) -> None:
         check_positive(label, value)
 
 
+def _folder_or_none(label: str, value: Any) -> None:
+    if value is not None and not (isinstance(value, str) and value.strip()):
+        raise InputError(f"{label} must be a folder path, got {value!r}")
+
+
 def _fraction_or_zero(label: str, value: Any) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number and (value == 0 or 0 < value < 1)):
@@ -389,6 +394,12 @@ class TrainConfig:
         factory=dict, group="data", flag="--data-opt", repeat=True, metavar="KEY=VALUE",
         parse=parse_key_value, check=check_options,
         help="option of a built-in data set, e.g. sigma=0.05 (repeatable)")
+    data_dir: str | None = option(
+        None, group="data", metavar="FOLDER", check=_folder_or_none,
+        checked_by="vaelik.inference.load_data (the folder must hold the set's files)",
+        help="folder holding the files of fashion-mnist, mnist or cifar10 (default: "
+             "$VAELIK_DATA, then /usr/share/datasets, where apt-get install "
+             "dataset-fashion-mnist puts them)")
     name: str | None = option(
         None, checked_by="the run directory (a path-safe name)",
         no_grid="derived: from the --out folder (train) or the values that vary (sweep)",

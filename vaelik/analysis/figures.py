@@ -162,6 +162,20 @@ def plot_test_metrics(runs: pd.DataFrame, metrics: tuple[str, ...] = ("mse", "ma
     return fig
 
 
+def _is_image(shape: np.ndarray) -> bool:
+    """``image_shape`` of an image: ``(C, H, W)`` with C = 1 or 3, or ``(H, W)`` (older runs)."""
+    shape = np.asarray(shape).ravel()
+    return shape.size == 2 or (shape.size == 3 and int(shape[0]) in (1, 3))
+
+
+def _pixels(row: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """One flattened image as ``imshow`` takes it: (H, W) grey, or (H, W, 3) colour in [0, 1]."""
+    img = np.asarray(row, float).reshape(shape)
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.clip(np.moveaxis(img, 0, -1), 0.0, 1.0)
+    return img
+
+
 def _image_rows(images: Mapping[str, Mapping[str, np.ndarray]], keys: list[tuple[str, str]],
                 n: int, title: str) -> Figure:
     labels = list(images)
@@ -174,7 +188,7 @@ def _image_rows(images: Mapping[str, Mapping[str, np.ndarray]], keys: list[tuple
         shape = tuple(int(s) for s in arrays["image_shape"])
         for c in range(ncols):
             ax = grid[r][c]
-            ax.imshow(np.asarray(arrays[key][c], float).reshape(shape), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_pixels(arrays[key][c], shape), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         grid[r][0].set_ylabel(f"{label}\n{row_title}", fontsize="x-small", rotation=0,
@@ -189,9 +203,10 @@ def plot_reconstructions(images: Mapping[str, Mapping[str, np.ndarray]], n: int 
     Parameters
     ----------
     images : mapping of label to the arrays of :func:`vaelik.analysis.runs.load_images`
-        Only entries whose ``image_shape`` has two elements are drawn.
+        Only entries whose ``image_shape`` is an image's (``(C, H, W)`` with C = 1
+        or 3, drawn grey or in colour; ``(H, W)`` of older runs) are drawn.
     """
-    images = {k: v for k, v in images.items() if np.asarray(v["image_shape"]).size == 2}
+    images = {k: v for k, v in images.items() if _is_image(v["image_shape"])}
     if not images:
         return empty_figure("No image data in these runs.")
     return _image_rows(images, [("originals", "original"), ("reconstructions", "reconstruction")],
@@ -200,7 +215,7 @@ def plot_reconstructions(images: Mapping[str, Mapping[str, np.ndarray]], n: int 
 
 def plot_prior_samples(images: Mapping[str, Mapping[str, np.ndarray]], n: int = 8) -> Figure:
     """Observation means at z ~ N(0, I), one row per run."""
-    images = {k: v for k, v in images.items() if np.asarray(v["image_shape"]).size == 2}
+    images = {k: v for k, v in images.items() if _is_image(v["image_shape"])}
     if not images:
         return empty_figure("No image data in these runs.")
     return _image_rows(images, [("prior_samples", "prior sample")], n,
@@ -213,8 +228,9 @@ def plot_scale_heatmap(per_dim: pd.DataFrame) -> Figure:
     Parameters
     ----------
     per_dim : pandas.DataFrame
-        :func:`vaelik.analysis.sigma.per_dim_frame`; ``image_shape`` like ``"8x8"``
-        (a strip is drawn when the data are not images).
+        :func:`vaelik.analysis.sigma.per_dim_frame`; ``image_shape`` like ``"1x8x8"``
+        (C x H x W; the C channels side by side) or ``"8x8"`` (older runs); a strip
+        is drawn when the data are not images.
     """
     if per_dim.empty:
         return empty_figure("No per-dimension or predicted scales in these runs.")
@@ -227,6 +243,8 @@ def plot_scale_heatmap(per_dim: pd.DataFrame) -> Figure:
         try:
             shape = tuple(int(s) for s in str(shape_text).split("x"))
             img = values.reshape(shape)
+            if img.ndim == 3:  # (C, H, W): the channels side by side
+                img = np.concatenate(list(img), axis=1)
         except (ValueError, TypeError):
             img = values[None, :]
         im = ax.imshow(img, cmap="viridis")

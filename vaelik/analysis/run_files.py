@@ -66,7 +66,8 @@ def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
     -------
     dict of str to numpy.ndarray
         ``originals`` (n, d), ``reconstructions`` (n, d), ``prior_samples`` (m, d)
-        and ``image_shape`` (2,) -- or (0,) when the data are not images.
+        and ``image_shape`` (3,) ``(C, H, W)`` -- (2,) ``(H, W)`` in older runs, (0,)
+        when the data are not images.
 
     Raises
     ------
@@ -86,7 +87,7 @@ def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
         raise RunFileError(f"{path}: lacks array(s) {', '.join(missing)}")
     shape = arrays["image_shape"].astype(int).ravel()
     arrays["image_shape"] = shape
-    if shape.size == 2:
+    if shape.size in (2, 3):
         d = int(np.prod(shape))
         for key in ("originals", "reconstructions", "prior_samples"):
             if arrays[key].ndim != 2 or arrays[key].shape[1] != d:

@@ -130,6 +130,7 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
         key=config.data_key,
         options=config.data_options,
         val_fraction=config.val_fraction,
+        data_dir=config.data_dir,
     )
     likelihood.check_data(data.train)
     likelihood.check_data(data.val)

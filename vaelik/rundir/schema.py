@@ -83,7 +83,8 @@ PER_DIM_COLUMNS = ("dim", "scale", "mse", "mae")
 #: written since per_dim.csv compares scales with the training split's errors (C3); absent in older runs
 PER_DIM_TRAIN_COLUMNS = ("mse_train", "mae_train")
 #: arrays of ``images.npz``: ``originals`` (n, d), ``reconstructions`` (n, d),
-#: ``prior_samples`` (m, d), ``image_shape`` (2,) or (0,)
+#: ``prior_samples`` (m, d), ``image_shape`` (3,) ``(C, H, W)``, (2,) ``(H, W)`` in runs
+#: written before images kept their channels, or (0,) when the data are not images
 IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
 
 
