@@ -26,6 +26,8 @@ class Bernoulli(Likelihood):
     loss_name = "bce"
     point_estimate = "probs"
     unit_interval = True
+    discrete = True  # a mass over {0, 1}; normalised on binary data only (is_normalised_on)
+    levels = 2
 
     def observation(self, out, scale, x):
         """Independent Bernoulli per dimension with logits ``out`` (``scale`` is unused).
