@@ -42,8 +42,11 @@ __all__ = [
 #: Levels of 8-bit data: the default of ``levels``.
 DEFAULT_LEVELS = 256
 
-#: How far (in units of the level spacing) a value may lie from the grid k/(L-1).
+#: How far (in units of the level spacing) a value may lie from the grid k/(L-1) (at least;
+#: more where the data's float type cannot hold k/(L-1) that closely).
 GRID_TOLERANCE = 1e-3
+
+_CHECK_CHUNK = 1 << 22
 
 
 class DiscretisedLikelihood(LocationScaleLikelihood):
@@ -103,13 +106,19 @@ class DiscretisedLikelihood(LocationScaleLikelihood):
         """Refuse data outside [0, 1] or off the grid :math:`k/(L-1)` with one line."""
         super().check_data(x)
         step = self.levels - 1
-        off = (x.double() * step - torch.round(x.double() * step)).abs()
-        if bool((off > GRID_TOLERANCE).any()):
-            bad = float(x.reshape(-1)[int(off.reshape(-1).argmax())])
-            raise InputError(
-                f"likelihood {self.name!r} needs data on {self.levels} levels k/{step}, but "
-                f"{bad:.6g} is not one; pass --lik-opt levels=N with the data's number of levels"
-            )
+        flat = x.reshape(-1)
+        # rounding of k/(L-1) in x's dtype, magnified by L-1, must not count as off the grid
+        tol = max(GRID_TOLERANCE, 8 * step * torch.finfo(x.dtype).eps) if x.is_floating_point() \
+            else GRID_TOLERANCE
+        for start in range(0, flat.numel(), _CHECK_CHUNK):  # bounded memory on large data sets
+            part = flat[start:start + _CHECK_CHUNK] * step
+            off = (part - torch.round(part)).abs()
+            if bool((off > tol).any()):
+                bad = float(flat[start + int(off.argmax())])
+                raise InputError(
+                    f"likelihood {self.name!r} needs data on {self.levels} levels k/{step}, but "
+                    f"{bad:.6g} is not one; pass --lik-opt levels=N with the data's number of levels"
+                )
 
     def is_normalised_on(self, x: torch.Tensor) -> tuple[bool, str]:
         """Always a normalised mass on the checked data (:meth:`check_data`)."""
