@@ -59,7 +59,8 @@ FAMILY_FACTS = {
     "laplace": FamilyFacts("laplace", "Laplace", "mae", "MAE", "sae", "SAE Σ|x−x̂|", "b", 1.0, "MAE",
                            "b/MAE", True),
     "bernoulli": FamilyFacts("bernoulli", "Bernoulli", "bce", "BCE", "bce_sum",
-                             "summed BCE −Σ[x log p + (1−x) log(1−p)]", affine=True),
+                             "summed BCE −Σ[x log p + (1−x) log(1−p)]", affine=True,
+                             discrete=True, levels=2),
     "continuous_bernoulli": FamilyFacts(
         "cbernoulli", "continuous Bernoulli", "bce", "BCE", "bce_sum",
         "summed BCE −Σ[x log p + (1−x) log(1−p)]", affine=False,

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LOSS_LABELS", "FamilyFacts", "LossLabels", "power_label", "root_label"]
+__all__ = ["LOSS_LABELS", "FamilyFacts", "LossLabels", "bits_per_dim", "power_label", "root_label"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,36 @@ def root_label(label: str, power: float) -> str:
     if power == 2:
         return f"√{label}"
     return f"{label}^(1/{format(power, 'g')})"
+
+
+def bits_per_dim(log_p: Any, d: int) -> Any:
+    r"""Bits per dimension of a log-likelihood in nats: :math:`-\log P(x) / (d \ln 2)`.
+
+    Parameters
+    ----------
+    log_p : float or array-like
+        :math:`\log P(x)` of one example (or mean over examples), in nats, summed
+        over its ``d`` dimensions; numpy arrays and pandas series work elementwise.
+    d : int
+        The number of dimensions (pixels × channels).
+
+    Returns
+    -------
+    float or array-like
+        Positive for a log probability *mass* (``FamilyFacts.discrete``): a uniform
+        guess over L levels, :math:`\log P = -d \log L`, scores
+        :math:`\log_2 L` (8 for 8-bit data; exactly, up to the rounding of the last
+        bit). For a log *density* the number may be negative and is not comparable
+        with a mass.
+
+    Examples
+    --------
+    >>> bits_per_dim(-784 * math.log(256), 784)
+    8.0
+    >>> math.isclose(bits_per_dim(-64 * math.log(17), 64), math.log2(17), rel_tol=1e-15)
+    True
+    """
+    return -log_p / (d * math.log(2))
 
 
 def _num(value: Any) -> float | None:
@@ -122,6 +152,15 @@ class FamilyFacts:
         The line at this run's scale and data dimension.
     scale_ratio : float or None
         This run's :math:`s^p/\mathrm{loss}` on the test split.
+    discrete : bool
+        Whether :math:`\log p(x\mid z)` is a log probability *mass* over ``levels``
+        values per dimension (discretised families; Bernoulli over {0, 1}), so that
+        :func:`bits_per_dim` is positive and comparable between runs on the same
+        levels; False for a log *density* (``eval.json`` files written before this
+        fact read as False).
+    levels : int or None
+        The number of values per dimension a discrete family puts mass on (None for
+        a density).
     """
 
     name: str
@@ -140,6 +179,8 @@ class FamilyFacts:
     line_slope: float | None = None
     line_intercept: float | None = None
     scale_ratio: float | None = None
+    discrete: bool = False
+    levels: int | None = None
 
     @property
     def has_scale(self) -> bool:
@@ -194,4 +235,9 @@ class FamilyFacts:
         if not isinstance(kept.get("options", {}), dict):
             kept["options"] = {}
         kept["affine"] = bool(kept.get("affine", False))
+        kept["discrete"] = bool(kept.get("discrete", False))
+        levels = kept.get("levels")
+        integral = isinstance(levels, (int, float)) and not isinstance(levels, bool) \
+            and math.isfinite(levels) and levels == int(levels) and levels >= 2
+        kept["levels"] = int(levels) if integral else None
         return cls(**kept)

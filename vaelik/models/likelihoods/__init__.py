@@ -10,6 +10,9 @@ scale symbol, what a learned scale converges to, and its reconstruction line.
 * :mod:`~vaelik.models.likelihoods.normal` (σ, MSE), :mod:`~vaelik.models.likelihoods.laplace`
   (b, MAE), :mod:`~vaelik.models.likelihoods.bernoulli` (Bernoulli and continuous
   Bernoulli, BCE);
+* :mod:`~vaelik.models.likelihoods.discretised` (discretised Normal, Laplace, logistic:
+  log probability masses on L grey levels), on the binned laws of
+  :mod:`~vaelik.models.likelihoods.binned`;
 * :mod:`~vaelik.models.likelihoods.losses` -- the per-element losses;
 * :mod:`~vaelik.models.likelihoods.registry` -- :func:`get_likelihood` by name, entry
   point (group ``vaelik.likelihoods``) or ``module:Class``.
@@ -26,6 +29,12 @@ from vaelik.models.likelihoods.base import (
     LocationScaleLikelihood,
 )
 from vaelik.models.likelihoods.bernoulli import Bernoulli, ContinuousBernoulli
+from vaelik.models.likelihoods.discretised import (
+    DiscretisedLaplace,
+    DiscretisedLikelihood,
+    DiscretisedLogistic,
+    DiscretisedNormal,
+)
 from vaelik.models.likelihoods.laplace import Laplace
 from vaelik.models.likelihoods.losses import EPS, bce_loss, mae_loss, mse_loss
 from vaelik.models.likelihoods.normal import Normal
@@ -44,6 +53,10 @@ __all__ = [
     "SCALE_MODES",
     "Bernoulli",
     "ContinuousBernoulli",
+    "DiscretisedLaplace",
+    "DiscretisedLikelihood",
+    "DiscretisedLogistic",
+    "DiscretisedNormal",
     "GlobalScaleLaplace",
     "GlobalScaleNormal",
     "Laplace",

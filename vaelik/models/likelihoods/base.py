@@ -77,6 +77,12 @@ class Likelihood:
         from (``"loc"``, ``"probs"``, ``"mean"``); it is always ``.mean``.
     unit_interval : bool
         Whether the data must lie in [0, 1].
+    discrete : bool
+        Whether :math:`\log p(x \mid z)` is a log probability *mass* over ``levels``
+        values per dimension (discretised families, Bernoulli) rather than a log density.
+    levels : int or None
+        The number of values per dimension of a discrete family (Bernoulli 2); None
+        for a density.
     """
 
     name: ClassVar[str] = ""
@@ -89,6 +95,8 @@ class Likelihood:
     line_reason: ClassVar[str] = "no closed-form line of recon against the summed loss is stated"
     point_estimate: ClassVar[str] = "mean"
     unit_interval: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False
+    levels: int | None = None
     scale_mode: str = "none"
     min_scale: float = 0.0
 
@@ -96,6 +104,15 @@ class Likelihood:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__ and cls.name:
             REGISTRY[cls.name] = cls
+
+    @classmethod
+    def data_options(cls, levels: int | None) -> dict[str, Any]:
+        """Options this family takes from the data set, given the data's number of levels.
+
+        None by default; a discretised family returns ``{"levels": levels}``. Merge
+        them *under* the user's own options (an explicit ``--lik-opt`` wins).
+        """
+        return {}
 
     # -- hooks used by the model and guide --------------------------------------------
     def output_multiplier(self) -> int:
@@ -213,6 +230,8 @@ class Likelihood:
             affine=affine,
             line_reason="" if affine else self.line_reason,
             options=self.family_options(),
+            discrete=bool(self.discrete),
+            levels=int(self.levels) if self.discrete and self.levels is not None else None,
         )
         line, reason = self._run_line(d, scale)
         ratio = None

@@ -27,6 +27,8 @@ class Bernoulli(Likelihood):
     loss_name = "bce"
     point_estimate = "probs"
     unit_interval = True
+    discrete = True  # a mass over {0, 1}; normalised on binary data only (is_normalised_on)
+    levels = 2
 
     def raw_location(self, mean):
         """The logits of the mean, the mean clipped to [0.001, 0.999] (a blank pixel: -6.9)."""
