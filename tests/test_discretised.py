@@ -349,3 +349,20 @@ def test_vaelik_train_on_digits_gives_positive_bits_below_a_uniform_guess(tmp_pa
     bits = evaluation["bits_per_dim"]
     assert 0 < bits < math.log2(17)
     assert bits == pytest.approx(bits_per_dim(evaluation["log_px"], 64), rel=1e-12)
+
+
+def test_the_data_sets_levels_reach_the_family(tmp_path):
+    """digits record 17 levels; a discretised family takes them unless --lik-opt says otherwise."""
+    from vaelik.config import TrainConfig
+    from vaelik.inference.run import build
+
+    data, model = build(TrainConfig(data="digits", likelihood="dlogistic", scale="learned",
+                                    hidden_dim=8, latent_dim=2, epochs=1))
+    assert data.levels == 17 and model.likelihood.levels == 17
+    _, model = build(TrainConfig(data="digits-binary", likelihood="dnormal", scale="learned",
+                                 hidden_dim=8, latent_dim=2, epochs=1))
+    assert model.likelihood.levels == 2
+    _, model = build(TrainConfig(data="digits", likelihood="dnormal", scale="learned",
+                                 likelihood_options={"levels": 33}, hidden_dim=8, latent_dim=2,
+                                 epochs=1))
+    assert model.likelihood.levels == 33  # 33 levels: k/32 holds every k/16

@@ -132,6 +132,9 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
         val_fraction=config.val_fraction,
         data_dir=config.data_dir,
     )
+    from_data = type(likelihood).data_options(data.levels)  # e.g. a discretised family's levels
+    if from_data:  # under the user's own --lik-opt, which win
+        likelihood = get_likelihood(config.likelihood, **{**from_data, **config.likelihood_kwargs()})
     likelihood.check_data(data.train)
     likelihood.check_data(data.val)
     likelihood.check_data(data.test)
