@@ -79,7 +79,7 @@ def test_scale_ratio_off_on_the_training_split_is_a_reason():
     verdict = judge(train_ratio=1.42, ratio_label="σ²/MSE")
     assert verdict.reasons == [
         f"σ²/MSE = 1.42 on the training split (|·−1| > {RATIO_TOL:g}): the scale lags the decoder; "
-        "raise --scale-lr or --epochs"]
+        "raise --scale-lr-factor or --epochs"]
     assert judge(train_ratio=1.05, ratio_label="σ²/MSE").converged
     assert "b/MAE = 0.8" in judge(train_ratio=0.8, ratio_label="b/MAE").reasons[0]
     assert judge(train_ratio=None).converged and judge(train_ratio=math.nan).converged
@@ -149,3 +149,19 @@ def test_short_run_does_not_converge_and_the_report_leaves_it_out(tmp_path, caps
     assert report.basis.startswith("The claims rest on 1 of 2 completed runs; 1 of 2 left out: not converged")
     md = report.markdown.read_text(encoding="utf-8")
     assert report.basis.split(";")[0] in md and "Runs left out of the claims (1 of 2: not converged)" in md
+
+
+def test_short_of_a_known_optimum_is_a_reason():
+    """The exact log p(x) of the learned parameters against the closed-form optimum's."""
+    from vaelik.inference.convergence import OPTIMUM_GAP_ABS, OPTIMUM_GAP_REL
+
+    rows = [{"epoch": e, "split": "val", "elbo": 5.0} for e in range(1, 8)]
+    best = 5.74
+    allowed = max(OPTIMUM_GAP_REL * best, OPTIMUM_GAP_ABS)  # 0.0574 nats per point
+    near = judge_convergence(rows, scale_mode="learned", optimum=(best - 0.9 * allowed, best))
+    far = judge_convergence(rows, scale_mode="learned", optimum=(best - 1.1 * allowed, best))
+    assert near.converged and not far.converged
+    assert far.reasons[0].startswith(f"exact log p(x) on the training split {best - 1.1 * allowed:.4g}")
+    # large |log p|: the relative tolerance governs (1 % of 200 = 2 nats)
+    assert judge_convergence(rows, scale_mode="learned", optimum=(-201.9, -200.0)).converged
+    assert not judge_convergence(rows, scale_mode="learned", optimum=(-202.1, -200.0)).converged

@@ -8,7 +8,7 @@ from analysis_fixtures import make_run
 from vaelik.analysis import load_runs, write_report
 from vaelik.analysis.claims import CLAIMS, Frames
 
-REASON = "σ²/MSE = 2 on the training split (|·−1| > 0.1): the scale lags the decoder; raise --scale-lr or --epochs"
+REASON = "σ²/MSE = 2 on the training split (|·−1| > 0.1): the scale lags the decoder; raise --scale-lr-factor or --epochs"
 
 
 @pytest.fixture(scope="module")
