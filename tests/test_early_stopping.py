@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from vaelik.errors import InputError
-from vaelik.inference import TrainConfig, evaluate_run, fit, load_data, load_fitted
+from vaelik.inference import TrainConfig, evaluate_run, fit, load_data, load_fitted, schedules
 from vaelik.inference.schedules import (
     LR_SCHEDULES,
     PLATEAU_FACTOR,
@@ -29,7 +29,7 @@ from vaelik.inference.schedules import (
 from vaelik.inference.stopping import SMOOTHING, EarlyStopping, SmoothedBest, improves
 from vaelik.rundir import EVAL_FILE, SPLITS
 
-#: a tiny model whose validation ELBO stays flat: it hardly moves at lr 1e-6
+#: a tiny model whose validation ELBO stays flat: it hardly moves at lr 1e-8
 # flat: the validation ELBO gains ~1e-6 nats per epoch (the improvement rule asks for ~1e-2)
 FLAT = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-8,
             iwae_samples=5, scale="learned", seed=1)
@@ -74,9 +74,26 @@ def test_val_fraction_is_checked():
         load_data("digits", test_fraction=0.6, val_fraction=0.5)
 
 
-def test_plateau_needs_a_validation_split():
-    with pytest.raises(InputError, match="needs a validation split"):
-        fit(TrainConfig(**FLAT, epochs=1, val_fraction=0, lr_schedule="plateau"), progress=False)
+def test_plateau_without_a_validation_split_keeps_the_rate():
+    opt = _optimizer()
+    schedule = make_schedule("plateau", opt, epochs=30, patience=4)
+    for epoch in range(1, 30):
+        schedule.step(epoch, None)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.01]
+    result = fit(TrainConfig(**FLAT, epochs=2, val_fraction=0, lr_schedule="plateau"), progress=False)
+    assert result.training["stopped_early"] is False
+
+
+def test_plateau_waits_half_the_patience():
+    for patience, flat in ((20, 10), (7, 3), (1, 1), (0, PLATEAU_PATIENCE)):
+        opt = _optimizer()
+        schedule = make_schedule("plateau", opt, epochs=100, patience=patience)
+        schedule.step(1, 1.0)
+        lrs = []
+        for epoch in range(2, 2 + flat):
+            schedule.step(epoch, 0.0)  # the moving average falls: no improvement
+            lrs.append(opt.param_groups[0]["lr"])
+        assert lrs[:-1] == [0.1] * (flat - 1) and lrs[-1] == 0.1 * PLATEAU_FACTOR, patience
 
 
 def test_an_old_config_means_no_validation_split_and_no_early_stopping():
@@ -203,7 +220,7 @@ def test_schedule_choices_are_the_registry():
 
 def test_plateau_halves_every_rate_after_a_flat_stretch():
     opt = _optimizer()
-    schedule = make_schedule("plateau", opt, epochs=20)
+    schedule = make_schedule("plateau", opt, epochs=20)  # patience 0: PLATEAU_PATIENCE
     lrs = []
     # the moving average falls through the zeros (no improvement), then jumps with the 50s
     elbos = [1.0, 2.0] + [0.0] * (2 * PLATEAU_PATIENCE) + [50.0, 50.0]
@@ -240,6 +257,7 @@ def test_the_optimiser_trains_each_epoch_at_the_scheduled_rate(schedule, monkeyp
         return real(config, names, params, optimizer, *args, **kwargs)
 
     monkeypatch.setattr(run_module, "make_checkpoint", spy)
+    monkeypatch.setattr(schedules, "PLATEAU_PATIENCE", 2)  # no early stopping: this many flat epochs
     # the checkpoint is written after the schedule's step: the rate seen is the next epoch's
     config = TrainConfig(**FLAT, epochs=8, patience=0, lr_schedule=schedule)  # flat: plateaus
     fit(config, tmp_path / "run", progress=False, evaluate=False)
@@ -253,7 +271,7 @@ def test_the_optimiser_trains_each_epoch_at_the_scheduled_rate(schedule, monkeyp
     else:  # replay the plateau rule on the run's own validation ELBOs
         track, lr, expected = SmoothedBest(), lr0, []
         for elbo in val:
-            if not track.update(elbo) and track.flat >= PLATEAU_PATIENCE:
+            if not track.update(elbo) and track.flat >= 2:
                 lr, track.flat = lr * PLATEAU_FACTOR, 0
             expected.append(lr)
         assert seen == expected and min(seen) < lr0  # it did reduce the rate

@@ -335,23 +335,25 @@ class TrainConfig:
              "encoder sees standardised inputs, the decoder starts at the mean)",
         column="data_init")
     epochs: int = option(
-        50, group="training", parse=int, check=_int_at_least(1), token="e",
+        500, group="training", parse=int, check=_int_at_least(1), token="e",
         help="the most passes over the training set (early stopping may end sooner)",
         column="epochs")
     patience: int = option(
-        10, group="training", parse=int, check=_int_at_least(0), token="pat", absent=0,
-        help="stop after this many epochs without a better validation ELBO (0: run every epoch)",
+        20, group="training", parse=int, check=_int_at_least(0), token="pat", absent=0,
+        help="stop after this many epochs in a row without a better (moving average of the) "
+             "validation ELBO; plateau halves the rate after half as many (0: run every epoch)",
         column="patience")
     lr_schedule: str = option(
-        "none", group="training", choices=LR_SCHEDULES, absent="none",
-        help="learning-rate schedule: {choices} (plateau: halve on a flat validation ELBO; "
+        "plateau", group="training", choices=LR_SCHEDULES, absent="none",
+        help="learning-rate schedule: {choices} (plateau: halve after --patience/2 epochs of a "
+             "flat validation ELBO; "
              "cosine: anneal to 0 over --epochs)",
         column="lr_schedule")
     batch_size: int = option(
         128, group="training", parse=int, check=_int_at_least(1), token="b",
         help="examples per SVI step", column="batch_size")
     lr: float = option(
-        1e-3, group="training", parse=float, check=check_positive, token="lr",
+        3e-3, group="training", parse=float, check=check_positive, token="lr",
         help="learning rate", column="lr")
     optimizer: str = option(
         "adam", group="training", choices=OPTIMIZERS,

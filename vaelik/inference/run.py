@@ -138,9 +138,6 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
     likelihood.check_data(data.train)
     likelihood.check_data(data.val)
     likelihood.check_data(data.test)
-    if config.lr_schedule == "plateau" and data.val.shape[0] == 0:
-        raise InputError("lr-schedule plateau reduces the rate on a flat validation ELBO and "
-                         "needs a validation split; set --val-fraction above 0")
     if config.init_scale is None and isinstance(likelihood, LocationScaleLikelihood):
         likelihood.init_scale = max(_spread(likelihood, data.train), 2 * likelihood.min_scale)
     n_train = data.train.shape[0]
@@ -282,7 +279,8 @@ def _train(
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]?inf)", category=UserWarning)
         trainer = Trainer(config, model, x_train)
         names, params, optimizer = trainer.names, trainer.params, trainer.optimizer
-        schedule = make_schedule(config.lr_schedule, optimizer, config.epochs)  # before restore
+        schedule = make_schedule(config.lr_schedule, optimizer, config.epochs,  # before restore
+                                 config.patience)
         if checkpoint is not None:
             restore(checkpoint, names, params, optimizer, gen, stopper=stopper, schedule=schedule)
             rows = list(checkpoint["metrics"])

@@ -8,21 +8,22 @@ scale parameters), and a schedule multiplies it by a common factor.
 ``none``
     The rate stays as created.
 ``plateau``
-    Reduce on a plateau of the validation ELBO: when
-    :data:`PLATEAU_PATIENCE` epochs in a row have not improved the moving
-    average of the validation ELBO (the rule of early stopping,
-    :class:`vaelik.inference.stopping.SmoothedBest`), every group's rate is
-    multiplied by :data:`PLATEAU_FACTOR` and the count starts again. Needs a
-    validation split.
+    Reduce on a plateau of the validation ELBO: when half the early-stopping
+    ``--patience`` (:data:`PLATEAU_PATIENCE` when the run never stops early)
+    epochs in a row have not improved the moving average of the validation ELBO
+    (the rule of early stopping, :class:`vaelik.inference.stopping.SmoothedBest`),
+    every group's rate is multiplied by :data:`PLATEAU_FACTOR` and the count
+    starts again: a run gets a lower rate before it stops. Without a validation
+    split there is nothing to compare and the rate stays.
 ``cosine``
     Cosine annealing over ``--epochs`` E: epoch e (1-based) trains with
     :math:`\mathrm{lr}_e = \mathrm{lr}_0 \cdot \tfrac12\,(1 + \cos(\pi (e - 1) / E))`,
     from lr₀ at epoch 1 towards 0 at the end (early stopping may end it sooner).
 
-The default is ``none``: with ``--epochs`` a maximum, a cosine schedule would
-tie the result to a number that early stopping is meant to make irrelevant, and
-lowering the rate slows a learned scale, which Adam moves by about ``lr`` per
-step in its unconstrained log (``docs/convergence.md``). The state of a schedule
+The default is ``plateau`` (``docs/convergence.md`` has the measurements): a
+constant rate leaves the minibatch noise in the parameters, and a fit that
+creeps toward its optimum (a linear VAE) stalls short of it; halving the rate
+where the validation ELBO stops rising trades a few epochs for the optimum. The state of a schedule
 (its counters and rates) is part of the checkpoint: a resumed run continues it.
 """
 
@@ -41,8 +42,8 @@ __all__ = ["LR_SCHEDULES", "PLATEAU_FACTOR", "PLATEAU_PATIENCE", "Schedule", "ma
 #: ``plateau``: the factor applied to every rate on a plateau
 PLATEAU_FACTOR = 0.5
 #: ``plateau``: epochs in a row without improvement of the moving average that make a plateau
-#: (half the default early-stopping patience: a run gets a lower rate before it stops)
-PLATEAU_PATIENCE = 5
+#: when the run has no early stopping (``--patience 0``); else half the patience
+PLATEAU_PATIENCE = 10
 
 
 class Schedule:
@@ -54,12 +55,13 @@ class Schedule:
         Whose ``param_groups`` rates the schedule sets.
     epochs : int
         ``--epochs``, the most epochs the run trains.
+    patience : int
+        ``--patience`` of early stopping (0: none).
     """
 
-    needs_validation = False
-
-    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, patience: int = 0) -> None:
         self.optimizer, self.epochs = optimizer, int(epochs)
+        self.patience = int(patience)
         self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         self.factor = 1.0
 
@@ -83,16 +85,15 @@ class Schedule:
 class Plateau(Schedule):
     """``plateau``: multiply the rates by :data:`PLATEAU_FACTOR` after a flat stretch."""
 
-    needs_validation = True
-
-    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int) -> None:
-        super().__init__(optimizer, epochs)
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, patience: int = 0) -> None:
+        super().__init__(optimizer, epochs, patience)
         self.track = SmoothedBest()
+        self.flat_epochs = max(1, self.patience // 2) if self.patience else PLATEAU_PATIENCE
 
     def step(self, epoch: int, val_elbo: float | None) -> None:  # noqa: D102 - as the base
         if val_elbo is None or self.track.update(val_elbo):
             return
-        if self.track.flat >= PLATEAU_PATIENCE:
+        if self.track.flat >= self.flat_epochs:
             self.factor *= PLATEAU_FACTOR
             self.track.flat = 0
             self._apply()
@@ -114,7 +115,7 @@ class Cosine(Schedule):
         self._apply()
 
 
-#: ``--lr-schedule`` name -> class ``(optimizer, epochs)``; the keys are the choices
+#: ``--lr-schedule`` name -> class ``(optimizer, epochs, patience)``; the keys are the choices
 LR_SCHEDULES: dict[str, type[Schedule]] = {
     "none": Schedule,
     "plateau": Plateau,
@@ -122,7 +123,8 @@ LR_SCHEDULES: dict[str, type[Schedule]] = {
 }
 
 
-def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> Schedule:
+def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int,
+                  patience: int = 0) -> Schedule:
     """Build the schedule registered as ``name`` over ``optimizer``'s groups.
 
     Raises
@@ -130,4 +132,4 @@ def make_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> S
     InputError
         If ``name`` is not a key of :data:`LR_SCHEDULES` (the message lists them).
     """
-    return LR_SCHEDULES[check_choice("lr-schedule", name, LR_SCHEDULES)](optimizer, epochs)
+    return LR_SCHEDULES[check_choice("lr-schedule", name, LR_SCHEDULES)](optimizer, epochs, patience)
