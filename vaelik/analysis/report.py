@@ -26,9 +26,9 @@ from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
 from ._claim import converged_mask, is_true
-from ._common import num
+from ._common import num, scored_split
 from .claims import Claim, Frames, judge_claims
-from .compare import _GROUP, comparison_table, format_mean_sd, heldout_ranking
+from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
@@ -131,6 +131,7 @@ def _families_section(frames: Frames) -> Section:
 
 
 def _comparison_section(runs: pd.DataFrame) -> Section:
+    runs = by_data_identity(runs)  # one group per data set *and* its options
     table = format_mean_sd(comparison_table(runs))
     if not table.empty:  # how many runs of each group converged, e.g. "1 of 2"
         ok = runs.assign(_ok=converged_mask(runs)).groupby(_GROUP, sort=True, dropna=False)["_ok"]
@@ -159,7 +160,10 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    for r in (excluded["comparable_reason"] if "comparable_reason" in excluded.columns
                              else [None] * len(excluded))],
     })
-    datas: dict[tuple, dict] = {}
+    datas: dict[str, dict] = {}
+    # the test split is drawn from the seed: only runs with the same data set, data options,
+    # seed and test size are scored on the same test points
+    splits = scored_split(runs)
     for row in runs[comparable].itertuples():
         path = Path(row.path) / "posterior.nc"
         try:
@@ -168,12 +172,8 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
             problems.append(f"{row.run}: {path.name} unreadable ({exc})")
             excluded_frame.loc[len(excluded_frame)] = [row.run, f"{path.name} unreadable"]
             continue
-        # the test split is drawn from the seed: only runs with the same data, seed and
-        # test size are scored on the same test points
-        key = (row.data, getattr(row, "seed", None), getattr(row, "n_test", None))
-        datas.setdefault(key, {})[row.run] = data
-    for (data_name, seed, n_test), group in sorted(datas.items(), key=lambda kv: str(kv[0])):
-        data_name = f"{data_name}, seed {seed}"
+        datas.setdefault(splits[row.Index], {})[row.run] = data
+    for data_name, group in sorted(datas.items()):
         if len(group) < 2:
             numbers.append(f"{data_name}: only one comparable run ({', '.join(group)}); nothing to compare")
             continue
@@ -183,7 +183,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"held-out ranking on {data_name} failed: {exc}")
         else:
-            tables.append((f"Ranking by summed test log p(x) on {data_name} (n_test = {n_test}; "
+            tables.append((f"Ranking by summed test log p(x) on {data_name} ("
                            "nats; diff and dse against the best run, paired over test points)",
                            _mark_converged(ranking.reset_index(names="run"), runs)))
         try:
@@ -191,7 +191,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         except (ValueError, TypeError) as exc:
             problems.append(f"ArviZ comparison on {data_name} failed: {exc}")
             continue
-        caption = (f"ArviZ PSIS-LOO comparison (az.compare) on {data_name} (n_test = {n_test}) of the "
+        caption = (f"ArviZ PSIS-LOO comparison (az.compare) on {data_name} of the "
                    "log-likelihood draws in each run's posterior.nc; elpd_psis_loo in nats summed over test "
                    "points; lppd_minus_elpd = lppd − elpd_psis_loo (ArviZ's p_loo); pareto_k_high: some "
                    "Pareto k above ArviZ's threshold")
