@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vaelik.errors import InputError
 from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
@@ -29,6 +30,7 @@ from ._claim import converged_mask, is_true
 from ._common import num, scored_split
 from .claims import Claim, Frames, judge_claims
 from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
+from .outputs import check_report_paths
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
@@ -313,6 +315,15 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write one report file (its folder created); an unwritable place is an :class:`InputError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from exc
+
+
 def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path | None = None, *,
                  claims: Iterable[Claim] | None = None) -> Report:
     """Analyse every run under ``runs_dir`` and write the report.
@@ -323,10 +334,10 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
         A run directory, a folder of runs or a sweep folder (see :func:`vaelik.analysis.load_runs`).
     out_html : str or Path
         The self-contained HTML file to write (figures as base64 PNG data URIs,
-        inline CSS, no external resources).
+        inline CSS, no external resources); its name ends in ``.html``.
     out_md : str or Path, optional
-        Also write the same text and tables as Markdown; figures are saved as
-        ``<stem>-<figure>.png`` beside it.
+        Also write the same text and tables as Markdown (a name ending in ``.md``);
+        figures are saved as ``<stem>-<figure>.png`` beside it.
     claims : iterable of Claim, optional
         The claims to judge, in order; default every registered claim
         (:data:`vaelik.analysis.claims.CLAIMS`).
@@ -336,10 +347,18 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     Report
         Paths written, the verdict summary and the problems met.
 
+    Raises
+    ------
+    InputError
+        Before anything is read or written, if an output would replace a file of
+        another kind (:func:`vaelik.analysis.outputs.check_report_paths`); and if
+        an output cannot be written (a read-only place), naming it.
+
     Examples
     --------
     >>> write_report("sweeps/likelihoods", "report.html", "report.md")  # doctest: +SKIP
     """
+    check_report_paths(out_html, out_md)
     runs = load_runs(runs_dir)
     sections, problems = build_sections(runs, claims)
     convergence = next(s for s in sections if s.key == "convergence")
@@ -354,18 +373,16 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     )
     pngs = {slug: _png(fig) for s in sections for slug, _, fig in s.figures}
     out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
     uris = {slug: "data:image/png;base64," + base64.b64encode(data).decode("ascii") for slug, data in pngs.items()}
-    atomic_write_bytes(out_html, render(sections, summary, str(runs_dir), "html", uris, basis).encode("utf-8"))
+    _write(out_html, render(sections, summary, str(runs_dir), "html", uris, basis).encode("utf-8"))
     md_path = None
     if out_md is not None:
         md_path = Path(out_md)
-        md_path.parent.mkdir(parents=True, exist_ok=True)
         files = {}
         for slug, data in pngs.items():
             name = f"{md_path.stem}-{slug}.png"
-            atomic_write_bytes(md_path.parent / name, data)
+            _write(md_path.parent / name, data)
             files[slug] = quote(name)  # a link target: "(", ")" or spaces in the stem must not end it
-        atomic_write_bytes(md_path, render(sections, summary, str(runs_dir), "md", files, basis).encode("utf-8"))
+        _write(md_path, render(sections, summary, str(runs_dir), "md", files, basis).encode("utf-8"))
     return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs),
                   basis=basis, left_out=left_out)
