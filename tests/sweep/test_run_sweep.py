@@ -20,7 +20,14 @@ from sweep_fixtures import write_grid as _write
 from vaelik.cli import main
 from vaelik.errors import InputError
 from vaelik.rundir import read_status
-from vaelik.sweep import GRID_COPY, RunOutcome, SweepInterrupted, SweepProgress, SweepResult, run_sweep
+from vaelik.sweep import (
+    GRID_COPY,
+    RunOutcome,
+    SweepInterrupted,
+    SweepProgress,
+    SweepResult,
+    run_sweep,
+)
 from vaelik.sweep.driver import GRID_COPY_MARK
 
 
