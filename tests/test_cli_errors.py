@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
@@ -329,7 +330,7 @@ def _observe(case: Case, work: Path, before: str | None, code: int, stdout: str,
 def _run_fresh(case: Case, work: Path, command: list[str]) -> Outcome:
     before = tree_digest(work / case.out) if case.keep else None
     proc = subprocess.run([*command, *case.argv], cwd=work, capture_output=True, text=True,
-                          timeout=300, env=_clean_env(), check=False)
+                          timeout=HANG_GUARD_S, env=_clean_env(), check=False)
     return _observe(case, work, before, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -353,7 +354,7 @@ def run_cases(work: Path, fresh: bool = True, only: tuple[str, ...] | None = Non
         job = {"work": str(work), "jobs": max(2, os.cpu_count() or 2),
                "cases": [[c.id, c.argv] for c in CASES]}
         proc = subprocess.run([sys.executable, "-c", _RUNNER], input=json.dumps(job),
-                              capture_output=True, text=True, timeout=600, env=_clean_env(),
+                              capture_output=True, text=True, timeout=HANG_GUARD_S, env=_clean_env(),
                               check=False)
         assert proc.returncode == 0, proc.stderr
         raw = json.loads(proc.stdout)

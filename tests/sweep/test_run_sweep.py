@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +15,7 @@ import pytest
 from filelock import FileLock
 from sweep_fixtures import TINY
 from sweep_fixtures import write_grid as _write
+from waiting import HANG_GUARD_S, wait_for
 
 from vaelik.cli import main
 from vaelik.errors import InputError
@@ -196,18 +196,6 @@ def _spawn_sweep(grid: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     )
 
 
-#: a safety net only: the tests wait for files, and a loaded machine may be slow to write them
-WAIT_LIMIT = 900.0
-
-
-def _wait_until(predicate, timeout: float = WAIT_LIMIT, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"sweep ended early: {proc.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def _started_second(out: Path, names: list[str]):
@@ -232,7 +220,7 @@ def _sweep_at_second_run(tmp_path):
     names = ["s0", "s1", "s2"]
     proc = _spawn_sweep(grid, out)
     try:
-        _wait_until(_started_second(out, names), proc=proc)
+        wait_for(_started_second(out, names), "run 1 complete and run 2 half-way", proc=proc)
     except BaseException:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -265,7 +253,7 @@ def test_sigint_marks_running_run_interrupted(tmp_path):
     _, out, _, proc = _sweep_at_second_run(tmp_path)
     try:
         os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=HANG_GUARD_S)  # waits for the exit; a hang guard only
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
