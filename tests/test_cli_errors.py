@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "errors.md"
@@ -145,6 +146,12 @@ CASES = [
          ["has no scale", "drop --scale"], out="o-sb"),
     Case("min-scale", "zero --min-scale", _train("digits", "o-min", "--min-scale", "0"),
          ["min-scale must be a positive"], out="o-min"),
+    Case("min-scale-huge", "a --min-scale above the initial scale (--init-scale not set)",
+         _train("digits", "o-minbig", "--min-scale", "1e308"),
+         ["--min-scale 1e+308 must be below", "--init-scale is not set"], out="o-minbig"),
+    Case("init-below-min", "--init-scale not above --min-scale",
+         _train("digits", "o-initmin", "--min-scale", "0.5", "--init-scale", "0.1"),
+         ["--init-scale 0.1 must be larger than --min-scale 0.5"], out="o-initmin"),
     Case("likelihood", "unknown likelihood", _train("digits", "o-lik", "--likelihood", "gauss"),
          ["unknown likelihood 'gauss'", "normal"], out="o-lik"),
     Case("model", "unknown model", _train("digits", "o-model", "--model", "gan"),
@@ -367,7 +374,7 @@ def _observe(case: Case, work: Path, before: str | None, code: int, stdout: str,
 def _run_fresh(case: Case, work: Path, command: list[str]) -> Outcome:
     before = tree_digest(work / case.out) if case.keep else None
     proc = subprocess.run([*command, *case.argv], cwd=work, capture_output=True, text=True,
-                          timeout=300, env=_clean_env(), check=False)
+                          timeout=HANG_GUARD_S, env=_clean_env(), check=False)
     return _observe(case, work, before, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -391,7 +398,7 @@ def run_cases(work: Path, fresh: bool = True, only: tuple[str, ...] | None = Non
         job = {"work": str(work), "jobs": max(2, os.cpu_count() or 2),
                "cases": [[c.id, c.argv] for c in CASES]}
         proc = subprocess.run([sys.executable, "-c", _RUNNER], input=json.dumps(job),
-                              capture_output=True, text=True, timeout=600, env=_clean_env(),
+                              capture_output=True, text=True, timeout=HANG_GUARD_S, env=_clean_env(),
                               check=False)
         assert proc.returncode == 0, proc.stderr
         raw = json.loads(proc.stdout)

@@ -193,3 +193,14 @@ def test_resume_refuses_lik_opt(capsys):
                  "n=10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "drop --lik-opt, --data-opt" in err[0]
+
+
+def test_scale_bound_messages_name_the_flags_that_were_set():
+    # the user set only --min-scale: the message must not blame init_scale's default
+    huge = _message(min_scale=1e308)
+    assert huge.startswith("--min-scale 1e+308 must be below 1") and "init_scale (" not in huge
+    both = _message(min_scale=0.5, init_scale=0.1)
+    assert both.startswith("--init-scale 0.1 must be larger than --min-scale 0.5")
+    # a fixed scale has no initial value: a large floor is no error there
+    TrainConfig(min_scale=2.0, scale=0.1).check()
+    TrainConfig(min_scale=2.0, init_scale=3.0).check()

@@ -27,6 +27,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
+from waiting import HANG_GUARD_S
 
 from vaelik.errors import InputError
 from vaelik.models import (
@@ -359,7 +360,7 @@ def test_spawned_process_finds_user_families_without_importing_them(tmp_path):
             "print(g('examples.student_t:StudentT', df=4).df, g('ep-student-t', df=7).df)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLES.parent), str(tmp_path)])}
     done = subprocess.run([sys.executable, "-c", code], cwd=EXAMPLES.parent, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4.0", "7.0"]
 

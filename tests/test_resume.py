@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from waiting import HANG_GUARD_S, wait_for
 
 from vaelik.cli import main
 from vaelik.inference import TrainConfig, fit
@@ -77,18 +78,14 @@ def killed_and_reference(tmp_path_factory):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     victim = subprocess.Popen(_vaelik("train", *TINY, "--out", str(b), "--name", "run"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while _epochs_done(b) < 2:
-        assert victim.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "epoch 2 never finished"
-        time.sleep(0.02)
+    wait_for(lambda: _epochs_done(b) >= 2, "epoch 2 of the run to kill", proc=victim, poll_s=0.02)
     # land inside the next epoch, not just after the epoch-2 files were written
     seconds = float(pd.read_csv(b / "metrics.csv")["seconds"].iloc[-1])
     time.sleep(min(0.4 * seconds, 1.0))
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
-    _, err = ref.communicate(timeout=300)
+    _, err = ref.communicate(timeout=HANG_GUARD_S)
     assert ref.returncode == 0, err
     return a, b
 
@@ -107,7 +104,7 @@ def test_resume_after_sigkill_is_bit_for_bit(killed_and_reference):
     a, b = killed_and_reference
     killed_at = torch.load(b / "checkpoint.pt", weights_only=True)["epoch"]
     proc = subprocess.run(_vaelik("train", "--resume", str(b), "--quiet"), capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=HANG_GUARD_S, check=False)
     assert proc.returncode == 0, proc.stderr
     assert read_status(b) == "completed"
     resumed, reference = _metrics(b), _metrics(a)

@@ -143,14 +143,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from vaelik.analysis import load_runs, write_report
+    from vaelik.analysis.outputs import report_paths
 
     if not os.path.isdir(args.runs):
         raise InputError(f"{args.runs} is not a folder of runs")
+    html, md = report_paths(args.output, args.markdown)  # checked before anything is written
     if load_runs(args.runs).runs.empty:
         raise InputError(f"no run directories (folders with a config.json) under {args.runs}")
-    md = args.markdown or os.path.splitext(args.output)[0] + ".md"
-    report = write_report(args.runs, args.output, md)
-    print(f"wrote {args.output} (self-contained) and {md} "
+    report = write_report(args.runs, html, md)
+    print(f"wrote {html} (self-contained) and {md} "
           f"(with {len(report.figures)} PNG figures beside it)")
     return 0
 
@@ -215,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the HTML and Markdown report over runs")
     p.add_argument("runs", help="folder of run directories (or a sweep folder)")
-    p.add_argument("-o", "--output", default="report.html")
-    p.add_argument("--markdown", default=None, help="Markdown path (default: beside the HTML)")
+    p.add_argument("-o", "--output", default="report.html",
+                   help="NAME.html, NAME.md or NAME: both formats are written, NAME.html and NAME.md "
+                        "(default report.html)")
+    p.add_argument("--markdown", default=None, help="Markdown path, ending in .md (default: NAME.md)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("sweep", help="train every configuration of a TOML grid (re-runnable)")

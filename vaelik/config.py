@@ -254,6 +254,9 @@ def _check_likelihood(label: str, value: Any) -> None:
     likelihood_class(value)
 
 
+#: a likelihood's initial scale when --init-scale is not set, until the data's spread replaces it
+_UNSET_INIT_SCALE = 1.0
+
 #: option keys that are fields of their own (a likelihood option may not set them)
 _LIKELIHOOD_FIELDS = {"scale": "--scale", "min_scale": "--min-scale", "init_scale": "--init-scale"}
 
@@ -413,7 +416,21 @@ class TrainConfig:
             if spec.normalise is not None:
                 setattr(self, name, spec.normalise(getattr(self, name)))
             spec.validate(getattr(self, name))
+        self._check_scale_bounds()
         return self
+
+    def _check_scale_bounds(self) -> None:
+        # a learned scale starts above its floor; the message names the flags that were set
+        # (without --init-scale the likelihood starts at _UNSET_INIT_SCALE until the data's
+        # spread is known)
+        if self.scale not in (None, "learned", "per_dim"):
+            return
+        if self.init_scale is not None and self.init_scale <= self.min_scale:
+            raise InputError(f"--init-scale {self.init_scale:g} must be larger than --min-scale "
+                             f"{self.min_scale:g}; raise --init-scale or lower --min-scale")
+        if self.init_scale is None and self.min_scale >= _UNSET_INIT_SCALE:
+            raise InputError(f"--min-scale {self.min_scale:g} must be below {_UNSET_INIT_SCALE:g} when "
+                             "--init-scale is not set; lower --min-scale or set --init-scale above it")
 
     def likelihood_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`vaelik.models.get_likelihood`.

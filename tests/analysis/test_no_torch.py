@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+from waiting import HANG_GUARD_S
+
 
 def test_import_does_not_load_torch():
     code = (
@@ -10,5 +12,6 @@ def test_import_does_not_load_torch():
         "bad = [m for m in ('torch', 'pyro', 'vaelik.inference', 'vaelik.models') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stdout + done.stderr

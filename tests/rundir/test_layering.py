@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from waiting import HANG_GUARD_S
+
 PACKAGE = Path(__file__).resolve().parents[2] / "vaelik"
 
 
@@ -62,5 +64,5 @@ def test_rundir_loads_and_writes_a_posterior_without_torch(tmp_path):
         " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=HANG_GUARD_S, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +15,20 @@ import pytest
 from filelock import FileLock
 from sweep_fixtures import TINY
 from sweep_fixtures import write_grid as _write
+from waiting import HANG_GUARD_S, wait_for
 
 from vaelik.cli import main
 from vaelik.errors import InputError
 from vaelik.rundir import read_status
-from vaelik.sweep import RunOutcome, SweepInterrupted, SweepProgress, SweepResult, run_sweep
+from vaelik.sweep import (
+    GRID_COPY,
+    RunOutcome,
+    SweepInterrupted,
+    SweepProgress,
+    SweepResult,
+    run_sweep,
+)
+from vaelik.sweep.driver import GRID_COPY_MARK
 
 
 def _mtimes(folder: Path, names) -> dict[str, int]:
@@ -42,6 +50,46 @@ def test_second_sweep_on_a_folder_in_use_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "in use by another" in err and err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == [".sweep.lock"]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Sweeps that expand, lock and copy their grid but train nothing."""
+    from vaelik.sweep import local
+
+    monkeypatch.setattr(local, "run_local", lambda *args, **kwargs: None)
+
+
+def test_sweep_out_beside_the_users_grid_keeps_it(tmp_path, no_training):
+    """`vaelik sweep other.toml --out .` next to the user's own grid.toml leaves that file alone."""
+    mine = _write(tmp_path, TINY + "epochs = 7\n[grid]\nseed = [3]\n")
+    other = _write(tmp_path, TINY + "epochs = 1\n[grid]\nseed = [0, 1]\n", name="other.toml")
+    before = mine.read_bytes()
+    run_sweep(other, tmp_path)
+    assert mine.read_bytes() == before
+    copy = tmp_path / GRID_COPY
+    assert copy.read_text() == GRID_COPY_MARK + other.read_text()
+    assert run_sweep(copy, tmp_path).out == tmp_path  # the copy is a grid file, and the sweep's to replace
+    assert copy.read_text().count(GRID_COPY_MARK) == 1 and mine.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_grid_copy_the_sweep_did_not_write_is_refused(tmp_path, no_training, capsys, kind):
+    grid = _write(tmp_path, TINY + "epochs = 1\n[grid]\nseed = [0]\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "precious.toml"
+    target.write_text("user's own\n")
+    if kind == "file":
+        (out / GRID_COPY).write_text("user's own\n")
+    else:
+        (out / GRID_COPY).symlink_to(target)
+    with pytest.raises(InputError, match="move it or choose another --out"):
+        run_sweep(grid, out)
+    assert main(["sweep", str(grid), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == [GRID_COPY]  # no lock, no sweep.csv
+    assert target.read_text() == "user's own\n" and (out / GRID_COPY).read_text() == "user's own\n"
 
 
 def test_a_run_whose_lock_is_held_is_reported_busy(tmp_path, monkeypatch):
@@ -112,7 +160,7 @@ def test_jobs_2_failing_config_recorded_and_rerun_skips_completed(tmp_path, caps
     assert main(["sweep", str(grid), "--out", str(out), "--jobs", "2", "--quiet"]) == 1
     table = pd.read_csv(out / "sweep.csv").set_index("run")
     assert len(table) == 4
-    assert (out / "grid.toml").read_text() == grid.read_text()
+    assert (out / GRID_COPY).read_text() == GRID_COPY_MARK + grid.read_text()
     ok = [n for n in table.index if "z2" in n]
     bad = [n for n in table.index if "z0" in n]
     assert (table.loc[ok, "status"] == "completed").all()
@@ -148,18 +196,6 @@ def _spawn_sweep(grid: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     )
 
 
-#: a safety net only: the tests wait for files, and a loaded machine may be slow to write them
-WAIT_LIMIT = 900.0
-
-
-def _wait_until(predicate, timeout: float = WAIT_LIMIT, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"sweep ended early: {proc.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
 
 
 def _started_second(out: Path, names: list[str]):
@@ -184,7 +220,7 @@ def _sweep_at_second_run(tmp_path):
     names = ["s0", "s1", "s2"]
     proc = _spawn_sweep(grid, out)
     try:
-        _wait_until(_started_second(out, names), proc=proc)
+        wait_for(_started_second(out, names), "run 1 complete and run 2 half-way", proc=proc)
     except BaseException:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -217,7 +253,7 @@ def test_sigint_marks_running_run_interrupted(tmp_path):
     _, out, _, proc = _sweep_at_second_run(tmp_path)
     try:
         os.kill(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=HANG_GUARD_S)  # waits for the exit; a hang guard only
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)

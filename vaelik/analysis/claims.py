@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from vaelik.rundir.schema import MI_MAX_POINTS
+
 from . import figures
 from ._claim import (
     CLAIMS,
@@ -28,7 +30,7 @@ from ._claim import (
     register_claim,
     verdict_of,
 )
-from ._common import HELD, NOT_MEASURED, family_of, fmt, not_measured, num
+from ._common import HELD, NOT_MEASURED, data_id_of, family_of, fmt, not_measured, num, scored_split
 from .compare import c6_check, c6_frame
 from .sigma import per_dim_summary, sigma_over_epochs
 
@@ -279,30 +281,49 @@ def c7_frame(runs: pd.DataFrame) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``run, likelihood, scale, data, seed, data_dim, n_test, mse, mutual_info,
-        comparable, entropy_estimate`` (from the runs table) and:
+        comparable, entropy_estimate`` (from the runs table; ``data`` is the data
+        identity, the data set with its options) and:
 
-        - ``split``: ``"<data>|<seed>"``, the test split the run was scored on;
+        - ``split``: ``"<data set (options)>, seed <s>, n_test <n>"``, the test split the run
+          was scored on (:func:`vaelik.analysis._common.scored_split`: runs on different
+          data options never share one);
         - ``h_x_estimate``: smallest ``entropy_estimate`` of the split's comparable runs (nats);
         - ``mi_bound_estimate``: :math:`\hat H(x) - d/2\cdot\log(2\pi e\cdot\mathrm{MSE})`
           with ``h_x_estimate`` for :math:`\hat H(x)` (nats); an estimate, since :math:`\hat H` is;
-        - ``log_n_test``: :math:`\log n_\mathrm{test}`, the most a sampled ``mutual_info`` can be.
+        - ``mi_points``: :math:`\min(n_\mathrm{test}, M)`, the test points the sampled
+          ``mutual_info`` was estimated on (:math:`M` =
+          :data:`~vaelik.rundir.schema.MI_MAX_POINTS`);
+        - ``log_mi_points``: :math:`\log \min(n_\mathrm{test}, M)`, the most a sampled
+          ``mutual_info`` can be (its estimator is a log-mean over those points).
 
         Only runs with both ``mse`` and ``mutual_info``.
     """
     cols = ["run", "likelihood", "scale", "data", "seed", "data_dim", "n_test", "mse",
             "mutual_info", "comparable", "entropy_estimate"]
     frame = pd.DataFrame({c: runs[c] if c in runs.columns else np.nan for c in cols})
-    frame = frame[num(frame, "mse").notna() & num(frame, "mutual_info").notna()].copy()
+    keep = num(frame, "mse").notna() & num(frame, "mutual_info").notna()
+    split = scored_split(runs)[keep]
+    frame = frame[keep].copy()
     if frame.empty:
-        return frame.assign(h_x_estimate=[], mi_bound_estimate=[], log_n_test=[], split=[])
+        return frame.assign(h_x_estimate=[], mi_bound_estimate=[], mi_points=[], log_mi_points=[], split=[])
+    frame["data"] = data_id_of(runs)[keep]  # the data set with its options
     ent = num(frame, "entropy_estimate").where(frame["comparable"].map(is_true))
-    split = frame["data"].astype(str) + "|" + frame["seed"].astype(str)
     frame["h_x_estimate"] = ent.groupby(split).transform("min")
     d = num(frame, "data_dim")
     frame["mi_bound_estimate"] = frame["h_x_estimate"] - d / 2 * np.log(2 * np.pi * np.e * num(frame, "mse"))
-    frame["log_n_test"] = np.log(num(frame, "n_test").clip(lower=1))
+    frame["mi_points"] = num(frame, "n_test").clip(lower=1, upper=MI_MAX_POINTS)
+    frame["log_mi_points"] = np.log(frame["mi_points"])
     frame["split"] = split
     return frame.reset_index(drop=True)
+
+
+def _mi_cap_text(split: pd.DataFrame) -> str:
+    """What caps the sampled I_q of a split's runs: the points its estimator used."""
+    n_test, points = num(split, "n_test").iloc[0], split["mi_points"].iloc[0]
+    used = (f"all {fmt(n_test)} test points" if n_test <= MI_MAX_POINTS
+            else f"the first {MI_MAX_POINTS:,} of {fmt(n_test)} test points")
+    return (f"I_q estimates are capped at log {fmt(points)} = {fmt(split['log_mi_points'].iloc[0])} nats "
+            f"(the estimator uses {used}; at most {MI_MAX_POINTS:,})")
 
 
 def _judge_c7(f: Frames, tol: Mapping[str, float]) -> Judgement:
@@ -317,18 +338,17 @@ def _judge_c7(f: Frames, tol: Mapping[str, float]) -> Judgement:
         rho = float(g["mse"].rank().corr(g["mutual_info"].rank()))
         ok.append(rho < tol["rho"])
         numbers.append(
-            f"{split.replace('|', ', seed ')}: Spearman ρ(MSE, sampled I_q(x;z)) = {fmt(rho)} over {len(g)} runs; "
+            f"{split}: Spearman ρ(MSE, sampled I_q(x;z)) = {fmt(rho)} over {len(g)} runs; "
             f"H(x) estimate {fmt(g['h_x_estimate'].iloc[0])} nats (smallest test cross-entropy among comparable "
-            f"runs: an upper bound on H(x), so the bounds below are estimates too); I_q estimates are capped at "
-            f"log n_test = {fmt(g['log_n_test'].iloc[0])} nats")
+            f"runs: an upper bound on H(x), so the bounds below are estimates too); {_mi_cap_text(g)}")
     for r in frame.itertuples():
         numbers.append(f"{r.run}: MSE {fmt(r.mse)}, bound H − d/2·log(2πe·MSE) = {fmt(r.mi_bound_estimate)} nats"
                        f"{' (vacuous: ≤ 0)' if r.mi_bound_estimate <= 0 else ''}, sampled I_q(x;z) = "
                        f"{fmt(r.mutual_info)} nats")
     shown = frame.drop(columns=["split", "comparable", "entropy_estimate"], errors="ignore")
     caption = ("C7 per run: h_x_estimate = smallest test cross-entropy among the comparable runs of the split; "
-               "mi_bound_estimate = h_x_estimate − d/2·log(2πe·MSE); mutual_info = sampled I_q(x;z), at most "
-               "log_n_test (all in nats)")
+               "mi_bound_estimate = h_x_estimate − d/2·log(2πe·MSE); mutual_info = sampled I_q(x;z) on "
+               f"mi_points = min(n_test, {MI_MAX_POINTS:,}) test points, at most log_mi_points (all in nats)")
     return Judgement(verdict_of(ok, f"fewer than {min_runs} runs with mse and mutual_info on one test split"),
                      numbers, [(caption, shown)])
 

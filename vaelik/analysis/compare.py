@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._common import HELD, NOT_HELD, family_of, not_measured, num
+from ._common import HELD, NOT_HELD, data_id_of, family_of, not_measured, num
 
 __all__ = [
     "COMPARE_METRICS", "comparison_table", "format_mean_sd", "c6_frame", "c6_check",
@@ -25,8 +25,19 @@ _DENSITY_METRICS = ("elbo", "log_px")
 _GROUP = ["data", "model", "likelihood", "scale"]
 
 
+def by_data_identity(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``data`` replaced by the data identity (``"ppca (sigma=0.05)"``).
+
+    Tables and series that group by ``data`` then never mix runs fitted on
+    different data sets of one name (:func:`vaelik.analysis._common.data_identity`).
+    """
+    return runs.assign(data=data_id_of(runs)) if not runs.empty else runs
+
+
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd over seeds of the test metrics, per data x model x likelihood x scale.
+
+    ``data`` is the data identity: the data set with its options (``"ppca (sigma=0.05)"``).
 
     Parameters
     ----------
@@ -48,6 +59,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["completed"].astype(bool)].copy() if "completed" in runs.columns else runs.copy()
     if done.empty:
         return pd.DataFrame(columns=cols)
+    done = by_data_identity(done)
     values = pd.DataFrame({m: num(done, m) for m in COMPARE_METRICS})
     comparable = done["comparable"] if "comparable" in done.columns else pd.Series(True, index=done.index)
     comparable = comparable.map(lambda v: v is True or str(v).lower() == "true")
@@ -92,7 +104,8 @@ def c6_frame(runs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per run: ``run, data, model, latent_dim, seed, kind`` (``fixed`` or
+        One row per run: ``run, data`` (the data identity: data set and options),
+        ``model, latent_dim, seed, kind`` (``fixed`` or
         ``learned``), ``sigma`` (the fixed value, or the learned final σ), ``mse``,
         ``kl`` (nats per point), ``active_units``, ``elbo``.
     """
@@ -101,6 +114,7 @@ def c6_frame(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=cols)
     done = runs[runs["completed"].astype(bool)] if "completed" in runs.columns else runs
+    done = by_data_identity(done)
     normal = done[(family_of(done) == "normal")
                   & done["scale_mode"].isin(["fixed", "learned"])]
     if normal.empty:
@@ -130,7 +144,8 @@ def _smallest_step_over_spread(means: pd.Series, spread: pd.Series) -> float:
 def c6_check(frame: pd.DataFrame, min_sigmas: int = 3, min_step_over_spread: float = 1.0) -> pd.DataFrame:
     """Is MSE increasing and KL decreasing in the fixed σ, by more than the seeds disagree? One row per series.
 
-    A series is the fixed-σ runs of one ``data x model x latent_dim``; values
+    A series is the fixed-σ runs of one ``data x model x latent_dim`` (``data``: the
+    data set with its options, as :func:`c6_frame` gives it); values
     are averaged over seeds at each σ, then checked for strict monotonicity. Where
     a σ has several seeds, each step between consecutive σ must also be larger
     than ``min_step_over_spread`` times the seed range (max − min) at either end:

@@ -22,13 +22,15 @@ from urllib.parse import quote
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vaelik.errors import InputError
 from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
 from ._claim import converged_mask, is_true
-from ._common import num
+from ._common import num, scored_split
 from .claims import Claim, Frames, judge_claims
-from .compare import _GROUP, comparison_table, format_mean_sd, heldout_ranking
+from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
+from .outputs import check_report_paths
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
@@ -131,6 +133,7 @@ def _families_section(frames: Frames) -> Section:
 
 
 def _comparison_section(runs: pd.DataFrame) -> Section:
+    runs = by_data_identity(runs)  # one group per data set *and* its options
     table = format_mean_sd(comparison_table(runs))
     if not table.empty:  # how many runs of each group converged, e.g. "1 of 2"
         ok = runs.assign(_ok=converged_mask(runs)).groupby(_GROUP, sort=True, dropna=False)["_ok"]
@@ -159,7 +162,10 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    for r in (excluded["comparable_reason"] if "comparable_reason" in excluded.columns
                              else [None] * len(excluded))],
     })
-    datas: dict[tuple, dict] = {}
+    datas: dict[str, dict] = {}
+    # the test split is drawn from the seed: only runs with the same data set, data options,
+    # seed and test size are scored on the same test points
+    splits = scored_split(runs)
     for row in runs[comparable].itertuples():
         path = Path(row.path) / "posterior.nc"
         try:
@@ -168,12 +174,8 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
             problems.append(f"{row.run}: {path.name} unreadable ({exc})")
             excluded_frame.loc[len(excluded_frame)] = [row.run, f"{path.name} unreadable"]
             continue
-        # the test split is drawn from the seed: only runs with the same data, seed and
-        # test size are scored on the same test points
-        key = (row.data, getattr(row, "seed", None), getattr(row, "n_test", None))
-        datas.setdefault(key, {})[row.run] = data
-    for (data_name, seed, n_test), group in sorted(datas.items(), key=lambda kv: str(kv[0])):
-        data_name = f"{data_name}, seed {seed}"
+        datas.setdefault(splits[row.Index], {})[row.run] = data
+    for data_name, group in sorted(datas.items()):
         if len(group) < 2:
             numbers.append(f"{data_name}: only one comparable run ({', '.join(group)}); nothing to compare")
             continue
@@ -183,7 +185,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"held-out ranking on {data_name} failed: {exc}")
         else:
-            tables.append((f"Ranking by summed test log p(x) on {data_name} (n_test = {n_test}; "
+            tables.append((f"Ranking by summed test log p(x) on {data_name} ("
                            "nats; diff and dse against the best run, paired over test points)",
                            _mark_converged(ranking.reset_index(names="run"), runs)))
         try:
@@ -191,7 +193,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         except (ValueError, TypeError) as exc:
             problems.append(f"ArviZ comparison on {data_name} failed: {exc}")
             continue
-        caption = (f"ArviZ PSIS-LOO comparison (az.compare) on {data_name} (n_test = {n_test}) of the "
+        caption = (f"ArviZ PSIS-LOO comparison (az.compare) on {data_name} of the "
                    "log-likelihood draws in each run's posterior.nc; elpd_psis_loo in nats summed over test "
                    "points; lppd_minus_elpd = lppd − elpd_psis_loo (ArviZ's p_loo); pareto_k_high: some "
                    "Pareto k above ArviZ's threshold")
@@ -313,6 +315,15 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write one report file (its folder created); an unwritable place is an :class:`InputError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; choose another -o") from exc
+
+
 def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path | None = None, *,
                  claims: Iterable[Claim] | None = None) -> Report:
     """Analyse every run under ``runs_dir`` and write the report.
@@ -323,10 +334,10 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
         A run directory, a folder of runs or a sweep folder (see :func:`vaelik.analysis.load_runs`).
     out_html : str or Path
         The self-contained HTML file to write (figures as base64 PNG data URIs,
-        inline CSS, no external resources).
+        inline CSS, no external resources); its name ends in ``.html``.
     out_md : str or Path, optional
-        Also write the same text and tables as Markdown; figures are saved as
-        ``<stem>-<figure>.png`` beside it.
+        Also write the same text and tables as Markdown (a name ending in ``.md``);
+        figures are saved as ``<stem>-<figure>.png`` beside it.
     claims : iterable of Claim, optional
         The claims to judge, in order; default every registered claim
         (:data:`vaelik.analysis.claims.CLAIMS`).
@@ -336,10 +347,18 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     Report
         Paths written, the verdict summary and the problems met.
 
+    Raises
+    ------
+    InputError
+        Before anything is read or written, if an output would replace a file of
+        another kind (:func:`vaelik.analysis.outputs.check_report_paths`); and if
+        an output cannot be written (a read-only place), naming it.
+
     Examples
     --------
     >>> write_report("sweeps/likelihoods", "report.html", "report.md")  # doctest: +SKIP
     """
+    check_report_paths(out_html, out_md)
     runs = load_runs(runs_dir)
     sections, problems = build_sections(runs, claims)
     convergence = next(s for s in sections if s.key == "convergence")
@@ -354,18 +373,16 @@ def write_report(runs_dir: str | Path, out_html: str | Path, out_md: str | Path 
     )
     pngs = {slug: _png(fig) for s in sections for slug, _, fig in s.figures}
     out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
     uris = {slug: "data:image/png;base64," + base64.b64encode(data).decode("ascii") for slug, data in pngs.items()}
-    atomic_write_bytes(out_html, render(sections, summary, str(runs_dir), "html", uris, basis).encode("utf-8"))
+    _write(out_html, render(sections, summary, str(runs_dir), "html", uris, basis).encode("utf-8"))
     md_path = None
     if out_md is not None:
         md_path = Path(out_md)
-        md_path.parent.mkdir(parents=True, exist_ok=True)
         files = {}
         for slug, data in pngs.items():
             name = f"{md_path.stem}-{slug}.png"
-            atomic_write_bytes(md_path.parent / name, data)
+            _write(md_path.parent / name, data)
             files[slug] = quote(name)  # a link target: "(", ")" or spaces in the stem must not end it
-        atomic_write_bytes(md_path, render(sections, summary, str(runs_dir), "md", files, basis).encode("utf-8"))
+        _write(md_path, render(sections, summary, str(runs_dir), "md", files, basis).encode("utf-8"))
     return Report(html=out_html, markdown=md_path, verdicts=summary, problems=problems, figures=list(pngs),
                   basis=basis, left_out=left_out)

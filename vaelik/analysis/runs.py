@@ -31,6 +31,7 @@ from vaelik.rundir import (
 )
 from vaelik.rundir.family import FamilyFacts
 
+from ._common import data_identity
 from .run_files import load_images, load_per_dim, load_pointwise
 
 __all__ = [
@@ -70,7 +71,9 @@ class Runs:
         (:data:`CONFIG_COLUMNS` plus the other fields declared with a report
         column in :mod:`vaelik.config`: ``hidden_dim, epochs, batch_size, lr,
         min_scale, elbo_estimator, likelihood_options`` (``"df=4"``, None when
-        empty); and ``data_dim, image_shape, binary``), ``scale`` as a
+        empty); and ``data_dim, image_shape, binary``), ``data_id`` (the data set
+        with its ``.npz`` key and options, :func:`vaelik.analysis._common.data_identity`:
+        ``"ppca (sigma=0.05)"``), ``scale`` as a
         string (``"0.1"`` or ``"learned"``), and every scalar of ``eval.json``.
         Two eval keys are renamed so they cannot collide with config keys:
         ``eval.json`` ``scale`` (the numeric σ or b) becomes ``scale_value``;
@@ -207,6 +210,7 @@ def _config_row(config: dict, run_dir: Path) -> dict:
         "data_dim": info.get("dim"),
         "image_shape": "x".join(str(int(s)) for s in info.get("image_shape") or []) or None,
         "binary": info.get("binary"),
+        "data_id": data_identity(config),  # data set + options: what pairing, C6 and C7 group by
     })
     return row
 

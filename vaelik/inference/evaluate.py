@@ -17,7 +17,8 @@ The mutual information of the aggregate posterior (Hoffman & Johnson, 2016) is
     I_q(x; z) = \mathbb E_{x}\mathbb E_{q(z\mid x)}\Big[\log q(z \mid x)
         - \log \tfrac1N \textstyle\sum_j q(z \mid x_j)\Big],
 
-estimated with one z per x over at most 2,000 test points.
+estimated with one z per x over at most ``MI_MAX_POINTS`` (2,000) test points
+(:data:`vaelik.rundir.schema.MI_MAX_POINTS`, which the report's C7 text reads).
 """
 
 from __future__ import annotations
@@ -71,11 +72,11 @@ from vaelik.rundir import (
     write_json,
 )
 from vaelik.rundir.posterior import build_run_data, save_run_data
+from vaelik.rundir.schema import MI_MAX_POINTS
 
 __all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check",
            "IWAE_DRAWS", "CHUNK_FLOATS"]
 
-MI_MAX_POINTS = 2000
 # IWAE_DRAWS (groups of IWAE particles stored as draws in posterior.nc, see
 # docs/run-directory.md) and CHUNK_FLOATS live in vaelik.inference.estimators
 
@@ -115,8 +116,12 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     :math:`\log \mathcal N(x; b, WW^\top + \sigma^2 I)` per test point, with
     ``W``, ``b`` read from the decoder's outputs (:func:`affine_decoder`) and
     σ² from the model's observation site on (up to 8192 rows of) the training
-    data; ``ml_log_px`` is the same for the closed-form ML solution. Returns
-    None if the decoder is not affine.
+    data; ``ml_log_px`` is the same for the closed-form ML solution
+    :math:`WW^\top = U_k(\Lambda_k - \sigma^2 I)U_k^\top` at
+    :math:`\sigma^2 = \max(\sigma^2_\mathrm{ML}, \text{min\_scale}^2)`, the
+    optimum within the model's bound on σ (equal to the unbounded one unless the
+    data lie in a k-dimensional subspace, or k ≥ d, where σ²_ML = 0 and the
+    unbounded log-likelihood has no maximum). Returns None if the decoder is not affine.
     """
     d, k = model.data_dim, model.latent_dim
     parts = affine_decoder(model.output_network(), k, train.device)
@@ -127,14 +132,15 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     mean = xd.mean(0)
     cov = (xd - mean).T @ (xd - mean) / xd.shape[0]
     evals, evecs = torch.linalg.eigh(cov)  # ascending
-    sigma2_ml = float(evals[: d - k].mean()) if k < d else 0.0
+    kept = min(k, d)  # a latent wider than the data keeps every eigenvalue (not evals[:d - k])
+    sigma2_ml = float(evals[: d - kept].mean()) if kept < d else 0.0
     sd = compact_scale(observation_site(model, train[:8192])["fn"].stddev, train[:8192].shape)
     sigma2 = float(sd.double().pow(2).mean())
-    learned = tdist.MultivariateNormal(b, w @ w.T + sigma2 * torch.eye(d, dtype=torch.float64))
-    top = evecs[:, d - k :]
-    cov_ml = top @ torch.diag(evals[d - k :] - sigma2_ml) @ top.T + sigma2_ml * torch.eye(
-        d, dtype=torch.float64
-    )
+    eye = torch.eye(d, dtype=torch.float64, device=xd.device)  # on the model's device (cuda)
+    learned = tdist.MultivariateNormal(b, w @ w.T + sigma2 * eye)
+    top = evecs[:, d - kept :]
+    floor = max(sigma2_ml, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
+    cov_ml = top @ torch.diag((evals[d - kept :] - floor).clamp_min(0)) @ top.T + floor * eye
     ml = tdist.MultivariateNormal(mean, cov_ml)
     return {
         "sigma2_learned": sigma2,

@@ -87,6 +87,10 @@ PER_DIM_TRAIN_COLUMNS = ("mse_train", "mae_train")
 #: written before images kept their channels, or (0,) when the data are not images
 IMAGE_ARRAYS = ("originals", "reconstructions", "prior_samples", "image_shape")
 
+#: eval.json ``mutual_info`` is estimated on (at most) this many test points, so it is at
+#: most log min(n_test, MI_MAX_POINTS) nats
+MI_MAX_POINTS = 2000
+
 
 # ---------------------------------------------------------------- status
 
@@ -235,7 +239,8 @@ class EvalRecord(TypedDict):
     latent_dim, data_dim, n_test : int
         Sizes: k, d and the number of test points.
     mutual_info : float or None
-        Sampled I_q(x; z) of the aggregate posterior, nats (at most log n_test);
+        Sampled I_q(x; z) of the aggregate posterior over at most
+        :data:`MI_MAX_POINTS` test points, nats (at most log min(n_test, MI_MAX_POINTS));
         null for a Delta guide.
     entropy_estimate : float or None
         −log_px: this run's test cross-entropy, an upper bound on H(x) per

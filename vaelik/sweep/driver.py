@@ -34,6 +34,7 @@ from vaelik.validate import check_int
 
 __all__ = [
     "GRID_COPY",
+    "GRID_COPY_MARK",
     "LOCK_FILE",
     "SweepInterrupted",
     "SweepProgress",
@@ -42,7 +43,11 @@ __all__ = [
     "run_sweep",
 ]
 
-GRID_COPY = "grid.toml"
+#: the sweep's copy of its grid file: a name of its own, so that ``--out .`` beside the user's
+#: ``grid.toml`` never replaces it; its first line is :data:`GRID_COPY_MARK`
+GRID_COPY = "sweep-grid.toml"
+#: first line of :data:`GRID_COPY` (a TOML comment): a file without it is not the sweep's to replace
+GRID_COPY_MARK = "# vaelik sweep: a copy of the grid file this sweep folder was last run with\n"
 LOCK_FILE = ".sweep.lock"
 
 
@@ -135,6 +140,22 @@ def _sweep_folder(out: str | os.PathLike) -> Path:
     return out
 
 
+def _check_grid_copy(out: Path) -> Path:
+    """The path of the grid copy in ``out``; refused if a file there is not a copy the sweep wrote."""
+    path = out / GRID_COPY
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise InputError(f"{path} is not a file the sweep wrote; move it or choose another --out")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                ours = f.read(len(GRID_COPY_MARK.encode())) == GRID_COPY_MARK.encode()
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror or e}; choose another --out") from None
+        if not ours:
+            raise InputError(f"{path} was not written by `vaelik sweep`; move it or choose another --out")
+    return path
+
+
 def _lock_folder(out: Path) -> FileLock:
     """Hold ``.sweep.lock`` of ``out`` (refused at once if another sweep holds it)."""
     lock = FileLock(out / LOCK_FILE, timeout=0)
@@ -164,8 +185,9 @@ def run_sweep(
     grid : Grid or path
         A parsed grid, or the path of a grid file.
     out : path
-        The sweep folder: one run directory per configuration, ``grid.toml`` (a
-        copy of the grid) and ``sweep.csv`` (one row per run: configuration,
+        The sweep folder: one run directory per configuration, ``sweep-grid.toml``
+        (:data:`GRID_COPY`: a copy of the grid, under a name of its own) and
+        ``sweep.csv`` (one row per run: configuration,
         status, reason, seconds and the key metrics of ``eval.json``).
     jobs : int, optional
         Configurations trained at once (default: the number of cores); each
@@ -214,13 +236,16 @@ def run_sweep(
     _check_count("jobs", jobs)
     _check_count("threads", threads)
     expansion = expand(grid)
+    _check_grid_copy(Path(out))  # before the folder is created or anything written
     out = _sweep_folder(out)
     notes = list(expansion.notes)
     start = time.perf_counter()
     lock = _lock_folder(out)
     try:
         text = grid.text if grid.text is not None else grid_to_toml(grid)
-        atomic_write_bytes(out / GRID_COPY, text.encode())
+        if not text.startswith(GRID_COPY_MARK):  # a sweep run from its own copy keeps one mark
+            text = GRID_COPY_MARK + text
+        atomic_write_bytes(_check_grid_copy(out), text.encode())
         todo: list[SweepRun] = []
         for run in expansion.runs:
             run_dir = out / run.name
