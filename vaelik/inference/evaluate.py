@@ -108,7 +108,8 @@ def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
 
 
 @torch.no_grad()
-def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[str, float] | None:
+def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
+               active: int | None = None) -> dict[str, float] | None:
     r"""Compare a linear-decoder Normal model with Tipping & Bishop's closed form (DESIGN C8).
 
     ``sigma2_ml`` is the mean of the d − k smallest eigenvalues of the training
@@ -122,6 +123,17 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     optimum within the model's bound on σ (equal to the unbounded one unless the
     data lie in a k-dimensional subspace, or k ≥ d, where σ²_ML = 0 and the
     unbounded log-likelihood has no maximum). Returns None if the decoder is not affine.
+
+    Also: ``exact_log_px_train`` and ``ml_log_px_train``, the same two on the
+    training split (the convergence verdict's, which never reads the test split);
+    ``elbo_exact``, the test ELBO in closed form (no sampling: for
+    :math:`q = \mathcal N(\mu, \mathrm{diag}\, s^2)` and an affine decoder,
+    :math:`\mathbb E_q \log p(x \mid z) = -\tfrac d2 \log 2\pi\sigma^2 -
+    (\lVert x - W\mu - b\rVert^2 + \sum_i s_i^2 \lVert W_{:i}\rVert^2) / 2\sigma^2`
+    and the KL is analytic); and, given ``active`` (the latent dimensions in use,
+    :func:`active_units`), ``sigma2_ml_active``: σ²_ML of the pPCA solution with
+    that many components, the stationary point a fit that left its other
+    dimensions collapsed sits at (the mean of the d − active smallest eigenvalues).
     """
     d, k = model.data_dim, model.latent_dim
     parts = affine_decoder(model.output_network(), k, train.device)
@@ -142,12 +154,31 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor) -> dict[st
     floor = max(sigma2_ml, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
     cov_ml = top @ torch.diag((evals[d - kept :] - floor).clamp_min(0)) @ top.T + floor * eye
     ml = tdist.MultivariateNormal(mean, cov_ml)
-    return {
+    out = {
         "sigma2_learned": sigma2,
         "sigma2_ml": sigma2_ml,
         "exact_log_px": float(learned.log_prob(test.double()).mean()),
         "ml_log_px": float(ml.log_prob(test.double()).mean()),
+        "exact_log_px_train": float(learned.log_prob(xd).mean()),
+        "ml_log_px_train": float(ml.log_prob(xd).mean()),
+        "elbo_exact": float(_linear_elbo(model, test, w, b, sigma2).mean()),
     }
+    if active is not None and 0 < active < d:
+        out["sigma2_ml_active"] = float(evals[: d - active].mean())
+        out["active_components"] = int(active)
+    return out
+
+
+def _linear_elbo(model: Model, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                 sigma2: float) -> torch.Tensor:
+    """Per-row ELBO of an affine decoder with noise σ² and the model's Normal q(z|x), exactly."""
+    loc, sd = (t.double() for t in model.encode(x))
+    xd = x.double()
+    d = xd.shape[-1]
+    sq = (xd - loc @ w.T - b).pow(2).sum(-1) + (sd.pow(2) * w.pow(2).sum(0)).sum(-1)
+    expected_log_lik = -0.5 * d * math.log(2 * math.pi * sigma2) - sq / (2 * sigma2)
+    kl = 0.5 * (loc.pow(2) + sd.pow(2) - 1 - 2 * sd.clamp_min(1e-300).log()).sum(-1)
+    return expected_log_lik - kl
 
 
 def _local_latents(model: Model, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -264,7 +295,8 @@ def evaluate_model(
         "seconds_eval": math.nan,  # set below, when everything else is done
     }
     if not point_mass and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):
-        check = ppca_check(model, data.train.to(device), x)  # None unless the decoder is affine
+        check = ppca_check(model, data.train.to(device), x,  # None unless the decoder is affine
+                           active=evaluation["active_units"])
         if check is not None:
             check["elbo"] = evaluation["elbo"]
             evaluation["ppca"] = check
@@ -302,8 +334,16 @@ def _convergence(train, facts, e, metrics, train_errors) -> dict:
         [] if metrics is None else metrics.to_dict("records"), scale_mode=e["scale_mode"],
         active_units=e["active_units"], latent_dim=e["latent_dim"], train_ratio=ratio,
         ratio_label=facts.ratio_label, scales=scales, min_scale=e["min_scale"],
-        train_spread=train.std(0).tolist() if train.shape[0] > 1 else None)
+        train_spread=train.std(0).tolist() if train.shape[0] > 1 else None,
+        optimum=_ppca_optimum(e.get("ppca")))
     return {**verdict.to_record(), "scale_ratio_train": ratio}
+
+
+def _ppca_optimum(check: dict | None) -> tuple[float, float] | None:
+    """(learned, optimum) exact log p(x) on the training split, from a pPCA check."""
+    if not check or "exact_log_px_train" not in check:
+        return None
+    return check["exact_log_px_train"], check["ml_log_px_train"]
 
 
 def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,

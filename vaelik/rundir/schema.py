@@ -160,7 +160,16 @@ class PpcaRecord(TypedDict):
     ml_log_px : float
         The same for the closed-form ML solution, nats.
     elbo : float
-        The test ELBO (copy of ``eval.json`` ``elbo``), nats per point.
+        The test ELBO (copy of ``eval.json`` ``elbo``, one z per point), nats per point.
+    elbo_exact : float
+        The test ELBO in closed form (no sampling), nats per point; C8 judges this one.
+    exact_log_px_train, ml_log_px_train : float
+        ``exact_log_px`` and ``ml_log_px`` on the training split (the convergence verdict).
+    sigma2_ml_active : float
+        σ²_ML of the pPCA solution with ``active_components`` components (the
+        latent dimensions the fit uses): mean of the d − active smallest eigenvalues.
+    active_components : int
+        That number (``eval.json`` ``active_units``).
     """
 
     sigma2_learned: float
@@ -168,6 +177,11 @@ class PpcaRecord(TypedDict):
     exact_log_px: float
     ml_log_px: float
     elbo: float
+    elbo_exact: NotRequired[float]
+    exact_log_px_train: NotRequired[float]
+    ml_log_px_train: NotRequired[float]
+    sigma2_ml_active: NotRequired[float]
+    active_components: NotRequired[int]
 
 
 class EvalRecord(TypedDict):
