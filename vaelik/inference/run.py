@@ -15,6 +15,7 @@ re-runs its evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -286,23 +287,23 @@ def fit(
         clear_run_files(run_dir, keep=(STATUS_FILE,))
         write_json(run_dir / CONFIG_FILE, _config_record(config, data, fp))
 
+    locked = False
     try:
         with hold_run_dir(run_dir, command="train"):
-            if not overwrite:  # a run that appeared since the check above
-                prepare_run_dir(run_dir)
-            return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
-                          on_start=start, fingerprint=fp)
+            locked = True
+            try:
+                if not overwrite:  # a run that appeared since the check above
+                    prepare_run_dir(run_dir)
+                return _train(config, data, model, run_dir, progress=progress,
+                              evaluate=evaluate, on_start=start, fingerprint=fp)
+            except BaseException:
+                if created and not started:  # our own empty folder: its lock goes, held
+                    (run_dir / LOCK_FILE).unlink(missing_ok=True)
+                raise
     finally:
-        if created and not started:  # nothing of this run was written: leave no folder behind
-            _remove_unstarted(run_dir)
-
-
-def _remove_unstarted(run_dir: Path) -> None:
-    try:
-        (run_dir / LOCK_FILE).unlink(missing_ok=True)
-        run_dir.rmdir()
-    except OSError:
-        pass
+        if created and locked and not started:  # nothing of this run was written
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> FitResult:
