@@ -121,12 +121,12 @@ def _value(value: Any) -> str:
 
 
 def config_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """The changed fields as ``key old -> new`` (the first few, sorted), '' if none.
+    """The changed fields as ``key old -> new`` (the first few, in the order of ``after``), '' if none.
 
     >>> config_diff({"likelihood": "normal", "lr": 0.1}, {"likelihood": "laplace", "lr": 0.1})
     'likelihood normal -> laplace'
     """
-    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    changed = [k for k in dict.fromkeys([*after, *before]) if before.get(k) != after.get(k)]
     parts = [f"{k} {_value(before.get(k))} -> {_value(after.get(k))}" for k in changed[:_NAMED]]
     if len(changed) > _NAMED:
         parts.append(f"and {len(changed) - _NAMED} more")
