@@ -189,6 +189,12 @@ CASES = [
          ["plateau", "needs a validation split", "--val-fraction"], out="o-pl"),
     Case("device", "unknown device", _train("digits", "o-dev", "--device", "tpu"),
          ["device must be"], out="o-dev"),
+    Case("seed-range", "--seed outside what numpy and torch accept (0 to 2**32 - 1)",
+         _train("digits", "o-seed", "--seed", "4294967296"),
+         ["seed must be an integer from 0 to 4294967295"], out="o-seed"),
+    Case("demo-device", "vaelik demo on an unknown device (refused before any run)",
+         ["demo", "--device", "tpu", "--out", "o-demo", "--quiet"], ["device must be"],
+         out="o-demo"),
     Case("unknown-flag", "unknown or abbreviated flag (--epoch for --epochs)",
          ["train", "--out", "o-flag", "--epoch", "3"],
          ["unrecognized arguments", "--help"], out="o-flag"),
@@ -203,6 +209,22 @@ CASES = [
     Case("out-proc", "--out under /proc (unwritable, also for root)",
          _train("digits", "/proc/vaelik-out"), ["cannot write to output folder"],
          out="/proc/vaelik-out"),
+    Case("overwrite-bad-input", "--overwrite of a completed run with a bad value (the old run is kept)",
+         _train("digits", "done-over", "--overwrite", "--seed", "4294967296"),
+         ["seed must be an integer"], out="done-over", keep=True),
+    Case("out-in-run", "--out inside another run directory", _train("digits", "run-outer/inner"),
+         ["inside the run directory run-outer", "outside it"], out="run-outer/inner"),
+    Case("out-in-sweep", "--out inside a sweep folder", _train("digits", "a-sweep/mine"),
+         ["inside the sweep folder a-sweep", "grid"], out="a-sweep/mine"),
+    Case("out-is-sweep", "--out is a sweep folder", _train("digits", "a-sweep", "--overwrite"),
+         ["is a sweep folder", "outside the sweep"], out="a-sweep", keep=True),
+    Case("report-o-folder", "report -o naming a folder", ["report", "afolder", "-o", "afolder"],
+         ["-o afolder is a folder", "afolder/report.html"]),
+    Case("report-o-md", "report -o naming a .md file (the Markdown would overwrite it)",
+         ["report", "afolder", "-o", "r.md"], ["overwritten by the Markdown report", ".html"]),
+    Case("report-o-proc", "report -o in a place that cannot be written",
+         ["report", "afolder", "-o", "/proc/vaelik-report.html"],
+         ["cannot write the report", "writable place for -o"]),
     # -- resume ---------------------------------------------------------------------------
     Case("resume-not-run", "--resume a folder that is not a run", ["train", "--resume", "afolder"],
          ["not a run directory"]),
@@ -216,6 +238,14 @@ CASES = [
          keep=True),
     Case("resume-completed", "--resume a completed run", ["train", "--resume", "done-resume"],
          ["already completed"], out="done-resume", keep=True),
+    Case("resume-data-changed", "--resume after the data file was replaced (its sha256 differs)",
+         ["train", "--resume", "run-datachg", "--quiet"],
+         ["the data file small.npy changed since the run started", "sha256"],
+         out="run-datachg", keep=True),
+    Case("evaluate-config-edited", "evaluate a run whose config.json was edited afterwards",
+         ["evaluate", "run-edited"],
+         ["config.json of run-edited was edited", "likelihood normal -> laplace"],
+         out="run-edited", keep=True),
     # -- a fit that fails ---------------------------------------------------------------
     Case("diverge", "a diverging fit (--lr 1e6)", _train("digits", "o-div", "--lr", "1e6"),
          ["ELBO diverged", "epoch 1, step", "lower --lr"], code=1, out="o-div", may_create=True),
@@ -230,13 +260,19 @@ CASES = [
 # Inputs
 
 
-def _tiny_run(folder: Path, status: str, **config) -> None:
+def _tiny_run(folder: Path, status: str, fingerprint: dict | None = None, **config) -> dict:
+    """A run directory's config.json and status; returns the configuration fields."""
     from vaelik.inference import TrainConfig
+    from vaelik.rundir.fingerprint import config_sha256
 
     folder.mkdir()
     record = TrainConfig(epochs=2, hidden_dim=8, iwae_samples=5, **config).to_dict()
+    fields = dict(record)
+    if fingerprint is not None:
+        record["fingerprint"] = {"config": config_sha256(fields), **fingerprint}
     (folder / "config.json").write_text(json.dumps(record))
     (folder / "status").write_text(status + "\n")
+    return fields
 
 
 def make_inputs(work: Path) -> None:
@@ -283,6 +319,30 @@ def make_inputs(work: Path) -> None:
 
     torch.save({"config": json.dumps({"likelihood": "laplace"}), "epoch": 1, "params": {},
                 "optimizer": {}, "rng": {}, "metrics": []}, work / "run-foreign" / "checkpoint.pt")
+    _tiny_run(work / "done-over", "completed")
+    _tiny_run(work / "run-outer", "completed")
+    sweep = work / "a-sweep"
+    sweep.mkdir()
+    for name in ("grid.toml", "sweep.csv", ".sweep.lock"):
+        (sweep / name).write_text("")
+    # a run trained on small.npy whose recorded data hash is another file's
+    fields = _tiny_run(work / "run-datachg", "interrupted", data="small.npy", batch_size=8,
+                       fingerprint={"data": {"kind": "file", "path": "small.npy",
+                                             "sha256": "0" * 64}})
+    _fake_checkpoint(work / "run-datachg", fields)
+    # a run trained with normal whose config.json now says laplace (written before fingerprints)
+    fields = _tiny_run(work / "run-edited", "completed")
+    _fake_checkpoint(work / "run-edited", fields)
+    record = json.loads((work / "run-edited" / "config.json").read_text())
+    (work / "run-edited" / "config.json").write_text(json.dumps({**record, "likelihood": "laplace"}))
+
+
+def _fake_checkpoint(folder: Path, fields: dict) -> None:
+    """A checkpoint of the vaelik format written by ``fields`` (no tensors: never restored)."""
+    import torch
+
+    torch.save({"config": json.dumps(fields, sort_keys=True), "epoch": 1, "params": {},
+                "optimizer": {}, "rng": {}, "metrics": []}, folder / "checkpoint.pt")
 
 
 def tree_digest(folder: Path) -> str:

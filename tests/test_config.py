@@ -128,8 +128,14 @@ def _message(**values) -> str:
 @pytest.mark.parametrize("bad", [True, 2.0, "3", -1])
 def test_integer_fields_refuse_bools_floats_strings_and_negatives(name, bad):
     message = _message(**{name: bad})
-    assert message.startswith(FIELDS[name].label + " must be an integer >= ")
+    assert message.startswith(FIELDS[name].label + " must be an integer ")
     assert message.endswith(f"got {bad!r}")
+
+
+@pytest.mark.parametrize("bad", [2**32, 2**40, -1])
+def test_seed_must_fit_what_numpy_and_torch_accept(bad):
+    assert _message(seed=bad) == f"seed must be an integer from 0 to {2**32 - 1}, got {bad}"
+    assert TrainConfig(seed=2**32 - 1).check().seed == 2**32 - 1
 
 
 @pytest.mark.parametrize("name", NUMBER_FIELDS)

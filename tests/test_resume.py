@@ -29,6 +29,7 @@ from waiting import HANG_GUARD_S, wait_for
 from vaelik.cli import main
 from vaelik.inference import TrainConfig, fit
 from vaelik.rundir import read_status, write_json, write_status
+from vaelik.rundir.fingerprint import config_sha256
 
 TINY = ["--data", "digits", "--epochs", "6", "--hidden-dim", "32", "--iwae-samples", "20",
         "--seed", "3", "--lr-schedule", "cosine", "--quiet"]
@@ -216,9 +217,12 @@ def unfinished_run(tmp_path_factory):
     config = TrainConfig(data="digits", epochs=3, hidden_dim=8, iwae_samples=5, name="run")
     fit(TrainConfig(**{**config.to_dict(), "epochs": 2}), run, progress=False, evaluate=False)
     record = {**json.loads((run / "config.json").read_text()), "epochs": 3}
+    # the fingerprint of the 3-epoch run (what it would have recorded)
+    record["fingerprint"]["config"] = config_sha256(config.to_dict())
     write_json(run / "config.json", record)
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     state["config"] = json.dumps(config.to_dict(), sort_keys=True)
+    state["fingerprint"] = json.dumps(record["fingerprint"], sort_keys=True)
     torch.save(state, run / "checkpoint.pt")
     write_status(run, "running")
     return run, record, state

@@ -17,6 +17,8 @@ from vaelik.errors import InputError
 from vaelik.inference import TrainConfig, fit
 from vaelik.inference.checkpoint import load_checkpoint
 from vaelik.rundir import MAX_RUN_NAME, RUN_FILES, prepare_run_dir, safe_run_name
+from vaelik.rundir.io import clear_run_files
+from vaelik.rundir.lock import LOCK_FILE
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vaelik"
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
@@ -140,7 +142,8 @@ def test_run_writes_only_inside_its_folder(tiny_run):
     root = tiny_run.parent
     assert sorted(p.name for p in root.iterdir()) == ["out"]  # nothing escaped via the name
     names = {p.name for p in tiny_run.iterdir()}
-    assert set(RUN_FILES) | {"config.json"} == names  # and no temporary file left behind
+    # and no temporary file left behind (the empty lock file stays: vaelik.rundir.lock)
+    assert set(RUN_FILES) | {"config.json", LOCK_FILE} == names
     assert all(p.is_file() for p in tiny_run.iterdir())
 
 
@@ -151,8 +154,12 @@ def test_overwrite_removes_only_run_files(tiny_run, tmp_path):
     shutil.copytree(tiny_run, run)
     (run / "notes.txt").write_text("mine")
     (run / "sub").mkdir()
-    prepare_run_dir(run, overwrite=True)
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "notes.txt", "sub"]
+    (run / ".eval.json.k1ll3d.tmp").write_text("stale")
+    prepare_run_dir(run, overwrite=True)  # checks only: the old run stays until the new one starts
+    assert {p.name for p in run.iterdir()} == {p.name for p in tiny_run.iterdir()} | {
+        "notes.txt", "sub", ".eval.json.k1ll3d.tmp"}
+    clear_run_files(run)
+    assert sorted(p.name for p in run.iterdir()) == [LOCK_FILE, "config.json", "notes.txt", "sub"]
 
 
 @pytest.mark.parametrize(

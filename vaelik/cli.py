@@ -1,21 +1,28 @@
 """The ``vaelik`` command: a thin layer that parses, checks and calls the Python API.
 
 Exit codes: 0 success; 1 a fit failed (e.g. diverged) or an internal error;
-2 bad input (one line on stderr, nothing half-written); 130 interrupted.
+2 bad input, an output that cannot be written or a device this machine lacks
+(one line on stderr, nothing half-written); 130 interrupted by Ctrl-C (SIGINT),
+143 by SIGTERM (both leave a run ``interrupted``, resumable).
 Set ``VAELIK_DEBUG=1`` to see the traceback of an internal error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from vaelik.errors import DivergenceError, InputError, VaelikError
 
 EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+#: exit code after a SIGTERM (128 + 15, the shell's convention)
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,6 +132,38 @@ def _warn_unconverged(command: str, evaluation: dict[str, Any]) -> None:
     print(f"vaelik {command}: warning: {Convergence(False, reasons).warning()}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises ``KeyboardInterrupt``: a run stops as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops a command as Ctrl-C does (status ``interrupted``).
+
+    Only the main thread can set a signal handler; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for a file the command could not write or read (exit code 2)."""
+    reason = e.strerror or type(e).__name__
+    where = f" {e.filename}" if e.filename else ""
+    return (f"cannot use{where} ({reason}); check that the path exists, is writable and "
+            "that the disk has space")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vaelik.inference import evaluate_run
     from vaelik.rundir import Status, read_status
@@ -148,12 +187,35 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.runs):
         raise InputError(f"{args.runs} is not a folder of runs")
     html, md = report_paths(args.output, args.markdown)  # checked before anything is written
+    _check_report_outputs(str(html), str(md))
     if load_runs(args.runs).runs.empty:
         raise InputError(f"no run directories (folders with a config.json) under {args.runs}")
     report = write_report(args.runs, html, md)
     print(f"wrote {html} (self-contained) and {md} "
           f"(with {len(report.figures)} PNG figures beside it)")
     return 0
+
+
+def _check_report_outputs(html: str, md: str) -> None:
+    """Refuse report outputs that are folders, the same file, or in a folder that cannot be written."""
+    from vaelik.rundir.io import probe_writable
+
+    if os.path.abspath(html) == os.path.abspath(md):
+        raise InputError(f"-o {html} would be overwritten by the Markdown report of the same "
+                         "name; give the HTML file a .html name (the .md goes beside it) or "
+                         "choose --markdown")
+    for flag, path in (("-o", html), ("--markdown", md)):
+        if os.path.isdir(path):
+            raise InputError(f"{flag} {path} is a folder; give a file name, e.g. "
+                             f"{os.path.join(path, 'report' + ('.html' if flag == '-o' else '.md'))}")
+        folder = os.path.dirname(os.path.abspath(path))
+        while not os.path.lexists(folder):  # the report creates missing folders: probe the first there
+            folder = os.path.dirname(folder)
+        try:
+            probe_writable(folder)
+        except OSError as e:
+            raise InputError(f"cannot write the report {path} ({e.strerror or type(e).__name__}); "
+                             f"choose a writable place for {flag}") from None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -177,7 +239,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vaelik.cli_sweep import show_sweep
     from vaelik.demo import run_demo
+    from vaelik.inference.run import check_device_available
 
+    check_device_available(args.device)  # before any run is created
     result = show_sweep(lambda on_progress: run_demo(
         out=args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs, device=args.device,
         on_progress=on_progress), quiet=args.quiet, sweep_of=lambda demo: demo.sweep)
@@ -257,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             raise InputError("no command given; choose one (see `vaelik --help`)")
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except InputError as e:
         print(f"vaelik: error: {e}", file=sys.stderr)
         return EXIT_INPUT
@@ -267,9 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VaelikError as e:
         print(f"vaelik: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("vaelik: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated) or isinstance(e.__context__, Terminated) \
+            or isinstance(e.__cause__, Terminated)
+        print(f"vaelik: {'terminated (SIGTERM)' if terminated else 'interrupted'}",
+              file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except OSError as e:  # an output that cannot be written, a file that cannot be read
+        print(f"vaelik: error: {_os_error_line(e)}", file=sys.stderr)
+        return EXIT_INPUT
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("VAELIK_DEBUG"):
             raise

@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import numbers
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +44,7 @@ from vaelik.validate import (
     check_int,
     check_options,
     check_positive,
+    check_text,
 )
 
 __all__ = [
@@ -56,6 +59,9 @@ __all__ = [
     "parse_key_value",
     "parse_scale",
 ]
+
+#: seeds go to torch, numpy and Python's random; numpy accepts 0 <= seed < 2**32
+SEED_LIMIT = 2**32
 
 
 # ----------------------------------------------------------------------------------------
@@ -214,6 +220,44 @@ def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
     return check
 
 
+def _int_below(minimum: int, limit: int) -> Callable[[str, Any], int]:
+    def check(label: str, value: Any) -> int:
+        return check_int(label, value, minimum, limit)
+
+    return check
+
+
+def _text(label: str, value: Any) -> None:
+    check_text(label, value)
+
+
+def _text_or_none(label: str, value: Any) -> None:
+    check_text(label, value, optional=True)
+
+
+def _scale_value(label: str, value: Any) -> None:
+    """A scale is None, a mode name or a number; the family checks the value itself."""
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{label} must be a positive number (a fixed scale) or a scale mode "
+                         f"name, got {value!r}")
+    check_positive(label, value)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar or a path as the Python value ``config.json`` stores (others unchanged)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):  # numpy.int64, ...; a numpy bool is not Integral
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
 def _positive_or_none(label: str, value: Any) -> None:
     if value is not None:
         check_positive(label, value)
@@ -298,7 +342,7 @@ class TrainConfig:
     """
 
     data: str = option(
-        "digits", group="data", choices=DATASETS, open_choices=True,
+        "digits", group="data", choices=DATASETS, open_choices=True, check=_text,
         checked_by="vaelik.inference.load_data (a built-in name or a file path)",
         help="a built-in data set ({choices}) or a .npy/.npz/IDX file",
         column="data", key_column=True)
@@ -314,7 +358,7 @@ class TrainConfig:
         column="likelihood_options")
     scale: float | str | None = option(
         None, group="model", parse=parse_scale, choices=SCALE_MODES, open_choices=True,
-        checked_by="the likelihood family (vaelik.models.get_likelihood)",
+        check=_scale_value, checked_by="the likelihood family (vaelik.models.get_likelihood)",
         help="a positive number (fixed) or a scale mode: {choices} (default: the family's)",
         column="scale", key_column=True)
     model: str = option(
@@ -371,8 +415,9 @@ class TrainConfig:
         help="ELBO estimator: {choices}; jit-meanfield has the gradients of meanfield, faster",
         column="elbo_estimator")
     seed: int = option(
-        0, group="training", parse=int, check=_int_at_least(0), token="s",
-        help="seed of the split, the initialisation and the training", column="seed",
+        0, group="training", parse=int, check=_int_below(0, SEED_LIMIT), token="s",
+        help="seed of the split, the initialisation and the training (0 to 2**32 - 1)",
+        column="seed",
         key_column=True)
     device: str = option(
         "cpu", group="training", check=check_device, help="cpu or cuda[:N]")
@@ -393,7 +438,8 @@ class TrainConfig:
         1000, group="training", parse=int, check=_int_at_least(1), token="k",
         help="K of the final importance-sampled log p(x)")
     data_key: str | None = option(
-        None, group="data", token="key", checked_by="vaelik.inference.load_data",
+        None, group="data", token="key", check=_text_or_none,
+        checked_by="vaelik.inference.load_data",
         help="array name inside a .npz with several")
     data_options: dict[str, Any] = option(  # noqa: RUF009 - a field(), with metadata
         factory=dict, group="data", flag="--data-opt", repeat=True, metavar="KEY=VALUE",
@@ -406,16 +452,27 @@ class TrainConfig:
              "$VAELIK_DATA, then /usr/share/datasets, where apt-get install "
              "dataset-fashion-mnist puts them)")
     name: str | None = option(
-        None, checked_by="the run directory (a path-safe name)",
+        None, check=_text_or_none, checked_by="the run directory (a path-safe name)",
         no_grid="derived: from the --out folder (train) or the values that vary (sweep)",
         help="run name (default: the --out folder name)")
 
     def check(self) -> TrainConfig:
-        """Check each field in declaration order; raise :class:`InputError` at the first bad one."""
+        """Check each field in declaration order; raise :class:`InputError` at the first bad one.
+
+        The API gets the checks of the command line: a wrong type (``lr="0.01"``,
+        ``epochs=True``), a value out of range (``seed=2**40``) or an option value
+        that is not a plain number or text is refused with the one-line message
+        ``vaelik train`` prints. Numpy scalars become Python numbers and a path
+        becomes its text (what ``config.json`` stores). Returns ``self``.
+        """
         for name, spec in FIELDS.items():
+            value = _plain(getattr(self, name))
+            if isinstance(value, dict):
+                value = {k: _plain(v) for k, v in value.items()}
             if spec.normalise is not None:
-                setattr(self, name, spec.normalise(getattr(self, name)))
-            spec.validate(getattr(self, name))
+                value = spec.normalise(value)
+            setattr(self, name, value)
+            spec.validate(value)
         self._check_scale_bounds()
         return self
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_options",
     "check_positive",
     "check_positive_int",
+    "check_text",
 ]
 
 
@@ -47,8 +49,10 @@ def check_positive(name: str, value: Any) -> float:
     return number
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Return ``value`` as an int if it is an integer >= ``minimum`` (not a bool, float or string).
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer in ``[minimum, maximum)`` (not a bool, float or string).
+
+    ``maximum`` (exclusive) is None for no upper bound.
 
     >>> check_int("epochs", 3, 1)
     3
@@ -56,8 +60,17 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     Traceback (most recent call last):
     ...
     vaelik.errors.InputError: epochs must be an integer >= 1, got 2.0
+    >>> check_int("seed", 2**32, 0, 2**32)
+    Traceback (most recent call last):
+    ...
+    vaelik.errors.InputError: seed must be an integer from 0 to 4294967295, got 4294967296
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    integer = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if maximum is not None:
+        if not integer or not minimum <= value < maximum:
+            raise InputError(f"{name} must be an integer from {minimum} to {maximum - 1}, "
+                             f"got {value!r}")
+    elif not integer or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -75,16 +88,46 @@ def check_fraction(name: str, value: Any) -> float:
     return number
 
 
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+
+
 def check_device(name: str, value: Any) -> str:
-    """Return ``value`` if it names a torch device vaelik runs on: ``cpu`` or ``cuda[:N]``."""
-    if not isinstance(value, str) or not (value == "cpu" or value.startswith("cuda")):
+    """Return ``value`` if it names a torch device vaelik runs on: ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Only the spelling is checked here (torch-free); whether the device exists is
+    checked before a run starts (:func:`vaelik.inference.run.check_device_available`).
+    """
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
         raise InputError(f"{name} must be 'cpu' or 'cuda[:N]', got {value!r}")
     return value
 
 
+def check_text(name: str, value: Any, optional: bool = False) -> str | None:
+    """Return ``value`` if it is a non-empty string (or None, when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        what = "a non-empty text" + (" or none" if optional else "")
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, bool, int))
+
+
 def check_options(name: str, value: Any) -> Mapping[str, Any]:
-    """Return ``value`` if it is a mapping of option names (strings) to values."""
+    """Return ``value`` if it maps option names (strings) to plain values.
+
+    A value is a string, a bool, an integer or a finite float (what a
+    ``KEY=VALUE`` flag or a grid file gives, and what ``config.json`` stores as it is).
+    """
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise InputError(f"{name} must be KEY=VALUE options (a table of names to values), "
                          f"got {value!r}")
+    for key, item in value.items():
+        if not _scalar(item):
+            raise InputError(f"{name} {key} must be a number or a text, got {item!r}")
     return value

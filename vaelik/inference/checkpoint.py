@@ -7,7 +7,9 @@ sorted JSON), ``epoch``, ``params`` (the unconstrained Pyro parameters by name),
 ``optimizer`` (its ``state_dict``), ``rng`` (every RNG a fit draws from),
 ``metrics`` (the rows so far), ``best`` (the early-stopping state with the best
 epoch's parameters, :class:`~vaelik.inference.stopping.EarlyStopping`) and
-``schedule`` (the learning-rate schedule's state). Restoring all of them makes a
+``schedule`` (the learning-rate schedule's state) and ``fingerprint`` (the run's
+fingerprint as JSON, :mod:`vaelik.rundir.fingerprint`; absent in checkpoints
+written before it existed). Restoring all of them makes a
 resumed fit bit-identical to an uninterrupted one. ``params`` are the *last*
 epoch's (a resume continues from them); the fitted model that
 :func:`~vaelik.inference.run.load_fitted` and ``vaelik evaluate`` use has the
@@ -68,7 +70,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise InputError(
             f"checkpoint {path} is not a vaelik checkpoint; start the run again with --overwrite"
         )
+    problem = _shape_problem(state)
+    if problem:
+        raise InputError(f"checkpoint {path} is damaged ({problem}); start the run again with "
+                         "--overwrite")
     return state
+
+
+def _shape_problem(state: dict[str, Any]) -> str | None:
+    """What in a loaded checkpoint is not of the type vaelik wrote (None if nothing)."""
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        return f"epoch is {epoch!r}"
+    params = state["params"]
+    if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in params.items()):
+        return "params is not a table of tensors"
+    if not isinstance(state["metrics"], list) or not all(
+            isinstance(r, dict) for r in state["metrics"]):
+        return "metrics is not a list of rows"
+    if not isinstance(state["rng"], dict) or not isinstance(state["optimizer"], dict):
+        return "its RNG or optimiser state is not a table"
+    return None
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -109,11 +132,13 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Tensor],
                     optimizer: torch.optim.Optimizer, gen: torch.Generator, epoch: int,
                     rows: list[dict[str, Any]], *, stopper: EarlyStopping | None = None,
-                    schedule: Schedule | None = None) -> dict[str, Any]:
+                    schedule: Schedule | None = None,
+                    fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint after ``epoch``.
 
-    Parameters ``names``/``params``, optimiser, RNGs, ``rows``, and the states
-    of ``stopper`` (key ``best``) and ``schedule`` where given.
+    Parameters ``names``/``params``, optimiser, RNGs, ``rows``, the states
+    of ``stopper`` (key ``best``) and ``schedule``, and the run's ``fingerprint``
+    (as JSON text) where given.
     """
     state = {
         "format": FORMAT,
@@ -128,6 +153,8 @@ def make_checkpoint(config: TrainConfig, names: list[str], params: list[torch.Te
         state["best"] = stopper.state_dict()
     if schedule is not None:
         state["schedule"] = schedule.state_dict()
+    if fingerprint is not None:
+        state["fingerprint"] = json.dumps(fingerprint, sort_keys=True)
     return state
 
 
@@ -202,10 +229,15 @@ def restore(checkpoint: dict[str, Any], names: list[str], params: list[torch.Ten
     mismatch = optimizer_mismatch(checkpoint["optimizer"], optimizer)
     if mismatch:
         raise InputError(f"{mismatch}; refusing to resume (start the run again with --overwrite)")
-    load_params(checkpoint["params"], names, params)
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    set_rng_state(checkpoint["rng"], gen)
-    if stopper is not None and best:
-        stopper.load_state_dict(best)
-    if schedule is not None and "schedule" in checkpoint:
-        schedule.load_state_dict(checkpoint["schedule"])
+    try:
+        load_params(checkpoint["params"], names, params)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        set_rng_state(checkpoint["rng"], gen)
+        if stopper is not None and best:
+            stopper.load_state_dict(best)
+        if schedule is not None and "schedule" in checkpoint:
+            schedule.load_state_dict(checkpoint["schedule"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise InputError(f"checkpoint states cannot be restored ({type(e).__name__}: {first}); "
+                         "refusing to resume (start the run again with --overwrite)") from None

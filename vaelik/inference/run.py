@@ -17,10 +17,12 @@ re-runs its evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ import pandas as pd
 import pyro
 import torch
 
+from vaelik.config import FIELDS
 from vaelik.errors import InputError
 from vaelik.inference.checkpoint import (
     fitted_params,
@@ -52,13 +55,27 @@ from vaelik.rundir import (
     EVAL_FILE,
     METRICS_COLUMNS,
     METRICS_FILE,
+    STATUS_FILE,
     Status,
     prepare_run_dir,
+    read_json,
     read_status,
     write_csv,
     write_json,
     write_status,
 )
+from vaelik.rundir.fingerprint import (
+    FINGERPRINT_KEY,
+    builtin_fingerprint,
+    config_problem,
+    config_sha256,
+    data_problem,
+    file_fingerprint,
+    recorded,
+)
+from vaelik.rundir.io import clear_run_files
+from vaelik.rundir.lock import LOCK_FILE, check_new_run_dir, hold_run_dir
+from vaelik.validate import check_device
 
 #: ``metrics.csv`` and ``checkpoint.pt`` are written after an epoch that ends at least this many
 #: seconds after the last write (and after the last epoch): a kill loses at most this much
@@ -66,7 +83,8 @@ from vaelik.rundir import (
 #: (``VAELIK_CHECKPOINT_SECONDS``; 0 writes after every epoch)
 CHECKPOINT_SECONDS = float(os.environ.get("VAELIK_CHECKPOINT_SECONDS", "5"))
 
-__all__ = ["CHECKPOINT_SECONDS", "METRIC_COLUMNS", "FitResult", "build", "evaluate_run", "fit", "load_fitted", "resume"]
+__all__ = ["CHECKPOINT_SECONDS", "METRIC_COLUMNS", "FitResult", "build", "check_device_available",
+           "evaluate_run", "fit", "fingerprint", "load_fitted", "resume"]
 
 METRIC_COLUMNS = list(METRICS_COLUMNS)  # the columns of metrics.csv, spelled in vaelik.rundir.schema
 
@@ -106,10 +124,28 @@ class FitResult:
     training: dict[str, Any] = field(default_factory=dict)
 
 
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+def check_device_available(name: str) -> torch.device:
+    """The torch device ``name`` (``cpu``, ``cuda``, ``cuda:N``) if this machine has it.
+
+    Raises
+    ------
+    InputError
+        A device vaelik does not run on (``tpu``), CUDA without a CUDA device, or
+        a CUDA index this machine does not have; one line, before anything is written.
+    """
+    check_device("device", name)
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name} was asked for but torch sees no CUDA device; "
+                             "use --device cpu")
+        index, count = torch.device(name).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise InputError(f"--device {name}: torch sees {count} CUDA device(s), cuda:0 to "
+                             f"cuda:{count - 1}; choose one of them")
     return torch.device(name)
+
+
+_device = check_device_available
 
 
 def build(config: TrainConfig) -> tuple[Dataset, Model]:
@@ -170,10 +206,35 @@ def _spread(likelihood: LocationScaleLikelihood, x: torch.Tensor) -> float:
         return float((x - mean).pow(2).mean().sqrt())
 
 
-def _config_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
+def _stored_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The configuration fields of a ``config.json`` record, as stored (what its hash covers)."""
+    return {k: v for k, v in record.items() if k in FIELDS}
+
+
+def fingerprint(config: TrainConfig, data: Dataset,
+                stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fingerprint of a run (:mod:`vaelik.rundir.fingerprint`): ``config`` and ``data`` sha256.
+
+    ``config`` hashes the configuration fields as ``config.json`` stores them
+    (``stored``, else ``config`` as it will be written); ``data`` hashes the data
+    file's bytes, or a built-in set's name and resolved options (``data.params``).
+    """
+    fields = _stored_fields(stored) if stored is not None else json.loads(
+        json.dumps(config.to_dict()))
+    from vaelik.inference.data import BUILTIN_DATA
+
+    if config.data in BUILTIN_DATA:
+        data_fp = builtin_fingerprint(config.data, data.params)
+    else:
+        data_fp = file_fingerprint(config.data)
+    return {"config": config_sha256(fields), "data": data_fp}
+
+
+def _config_record(config: TrainConfig, data: Dataset, fp: dict[str, Any]) -> dict[str, Any]:
     record = config.to_dict()
     record["data_info"] = data.info()
     record["versions"] = versions()
+    record[FINGERPRINT_KEY] = fp
     return record
 
 
@@ -208,7 +269,10 @@ def fit(
     Raises
     ------
     InputError
-        Bad configuration or data (nothing is written).
+        Bad configuration, data or device, an output folder inside another run
+        or a sweep, or one in use by another process: nothing is written, and an
+        old run in ``out`` is kept (with ``overwrite`` it is replaced only once
+        the new run has been set up).
     DivergenceError
         Non-finite ELBO; the run is marked ``failed`` and keeps its last good
         checkpoint.
@@ -220,38 +284,142 @@ def fit(
     ...                          epochs=2), progress=False)
     """
     data, model = build(config)
-    run_dir = prepare_run_dir(out, overwrite=overwrite) if out is not None else None
-    if run_dir is not None:
-        write_json(run_dir / CONFIG_FILE, _config_record(config, data))
+    if out is None:
+        return _train(config, data, model, None, progress=progress, evaluate=evaluate)
+    check_new_run_dir(out)
+    fp = fingerprint(config, data)
+    created = not os.path.lexists(out)
+    run_dir = prepare_run_dir(out, overwrite=overwrite)
+    started = False
+
+    def start() -> None:
+        """Everything was checked and set up: replace an old run by this one, status first."""
+        nonlocal started
+        started = True
         write_status(run_dir, Status.RUNNING)
-    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate)
+        clear_run_files(run_dir, keep=(STATUS_FILE,))
+        write_json(run_dir / CONFIG_FILE, _config_record(config, data, fp))
+
+    locked = False
+    try:
+        with hold_run_dir(run_dir, command="train"):
+            locked = True
+            try:
+                if not overwrite:  # a run that appeared since the check above
+                    prepare_run_dir(run_dir)
+                return _train(config, data, model, run_dir, progress=progress,
+                              evaluate=evaluate, on_start=start, fingerprint=fp)
+            except BaseException:
+                if created and not started:  # our own empty folder: its lock goes, held
+                    (run_dir / LOCK_FILE).unlink(missing_ok=True)
+                raise
+    finally:
+        if created and locked and not started:  # nothing of this run was written
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> FitResult:
     """Continue a run from its last checkpoint with the configuration stored in it.
 
+    Holds the run directory's lock (:func:`vaelik.rundir.lock.hold_run_dir`)
+    from the moment it may write until it returns.
+
     Raises
     ------
     InputError
-        Missing folder/config, missing, truncated or foreign checkpoint, or a
-        run that is already complete. Nothing in the folder is changed then.
+        Missing folder/config, missing, truncated or foreign checkpoint, a run
+        that is already complete, a ``config.json`` edited or a data file changed
+        since the run started (its fingerprint), or a run in use by another
+        process. Nothing in the folder is changed then.
     """
     run_dir = Path(run_dir)
-    config = _read_config(run_dir)
+    stored = _read_stored(run_dir)
+    config = TrainConfig.from_stored(stored)
+    before = _snapshot(run_dir)
+    _refuse_completed(run_dir)
+    data, model = build(config)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location=config.device)
+    fp = _check_unchanged(run_dir, stored, config.to_dict(), data, checkpoint, config)
+    with hold_run_dir(run_dir, command="resume"):
+        _same_snapshot(run_dir, before)
+        return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
+                      checkpoint=checkpoint, on_start=lambda: _resumed(run_dir), fingerprint=fp)
+
+
+def _refuse_completed(run_dir: Path) -> None:
     if Status.is_completed(read_status(run_dir)):
         raise InputError(
             f"run {run_dir} is already completed; nothing to resume (to train longer, start a "
             "new run with more --epochs)"
         )
-    data, model = build(config)
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location=config.device)
-    if not _same_config(checkpoint.get("config"), config):
+
+
+#: the files whose change between the checks and the lock makes a resume or evaluate stop
+_WATCHED = (CONFIG_FILE, STATUS_FILE, CHECKPOINT_FILE)
+
+
+def _snapshot(run_dir: Path) -> tuple:
+    """Identity (inode, size, mtime) of the files a resume or an evaluate checked."""
+    stats = []
+    for name in _WATCHED:
+        try:
+            st = os.stat(run_dir / name)
+            stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    return tuple(stats)
+
+
+def _same_snapshot(run_dir: Path, before: tuple) -> None:
+    """Refuse when another process changed the run between the checks and taking the lock."""
+    if _snapshot(run_dir) != before:
+        raise InputError(f"run {run_dir} was changed by another process while vaelik checked "
+                         "it; run the command again")
+
+
+def _check_unchanged(run_dir: Path, stored: dict[str, Any], resolved: dict[str, Any],
+                     data: Dataset, checkpoint: dict[str, Any],
+                     config: TrainConfig) -> dict[str, Any]:
+    """Refuse a run whose ``config.json`` was edited or whose data changed since it started.
+
+    The checkpoint's configuration must be the one ``config.json`` resolves to
+    (``resolved``), the recorded fingerprints (in ``config.json`` and the
+    checkpoint) must match the stored configuration and the data as it is now.
+    A run written before fingerprints existed is checked against its checkpoint's
+    configuration only. Returns the run's fingerprint as it is now.
+    """
+    started = _checkpoint_config(checkpoint.get("config"))
+    if started is None:
         raise InputError(
             f"checkpoint in {run_dir} was written by another configuration than its "
-            "config.json; refusing to resume (start the run again with --overwrite)"
+            "config.json; refusing to use it (start the run again with --overwrite)"
         )
-    return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
-                  checkpoint=checkpoint)
+    fingerprints = recorded(stored, checkpoint.get(FINGERPRINT_KEY))
+    problem = config_problem(run_dir, _stored_fields(stored), resolved, started, fingerprints)
+    now = fingerprint(config, data, stored)
+    problem = problem or data_problem(now["data"], fingerprints)
+    if problem:
+        raise InputError(problem)
+    return now
+
+
+def _checkpoint_config(stored: object) -> dict[str, Any] | None:
+    """A checkpoint's configuration (sorted JSON) resolved as :meth:`TrainConfig.from_stored`.
+
+    The fields a newer vaelik added take the values of the vaelik that wrote it,
+    so that a run interrupted before an upgrade still resumes. None if unreadable.
+    """
+    try:
+        values = json.loads(stored) if isinstance(stored, str) else None
+    except ValueError:
+        return None
+    if not isinstance(values, dict):
+        return None
+    try:
+        return TrainConfig.from_stored(values).to_dict()
+    except (TypeError, ValueError):
+        return None
 
 
 def _train(
@@ -263,7 +431,16 @@ def _train(
     progress: bool,
     evaluate: bool,
     checkpoint: dict[str, Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> FitResult:
+    """The SVI loop with the run directory around it.
+
+    Everything that can fail before training (device, seeds, parameters,
+    optimiser, schedule, the checkpoint's states) is set up first; then
+    ``on_start()`` writes to the run directory (a new run's ``config.json``, a
+    resumed run's ``running``), and only then does the loop start.
+    """
     device = _device(config.device)
     pyro.set_rng_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -285,8 +462,8 @@ def _train(
             restore(checkpoint, names, params, optimizer, gen, stopper=stopper, schedule=schedule)
             rows = list(checkpoint["metrics"])
             start_epoch = int(checkpoint["epoch"]) + 1
-            if run_dir is not None:  # accepted: from here on the resume may change the folder
-                _resumed(run_dir)
+        if on_start is not None:  # set up and accepted: from here on the run may change the folder
+            on_start()
 
         saved = {"epoch": start_epoch - 1, "at": time.monotonic()}
 
@@ -300,7 +477,7 @@ def _train(
             save_checkpoint(
                 run_dir / CHECKPOINT_FILE,
                 make_checkpoint(config, names, params, optimizer, gen, epoch, rows,
-                                stopper=stopper, schedule=schedule),
+                                stopper=stopper, schedule=schedule, fingerprint=fingerprint),
             )
             saved.update(epoch=epoch, at=time.monotonic())
 
@@ -360,27 +537,10 @@ def _resumed(run_dir: Path) -> None:
     write_status(run_dir, Status.RUNNING)
 
 
-def _same_config(stored: object, config: TrainConfig) -> bool:
-    """Whether a checkpoint's configuration (sorted JSON) is ``config``.
-
-    Compared after parsing, with the fields a newer vaelik added at their
-    defaults, so that a run interrupted before an upgrade still resumes.
-    """
+def _read_stored(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` record of a run directory (a JSON object)."""
     try:
-        values = json.loads(stored) if isinstance(stored, str) else None
-    except ValueError:
-        return False
-    if not isinstance(values, dict):
-        return False
-    try:
-        return TrainConfig.from_stored(values).to_dict() == config.to_dict()
-    except (TypeError, ValueError):
-        return False
-
-
-def _read_config(run_dir: Path) -> TrainConfig:
-    try:
-        stored = json.loads((run_dir / CONFIG_FILE).read_text())
+        stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(
             f"{run_dir} is not a run directory (no config.json); give a folder that "
@@ -390,7 +550,7 @@ def _read_config(run_dir: Path) -> TrainConfig:
         raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {e}") from None
     if not isinstance(stored, dict):
         raise InputError(f"{run_dir / CONFIG_FILE} is not a configuration object")
-    return TrainConfig.from_stored(stored)
+    return stored
 
 
 def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
@@ -401,31 +561,42 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     The returned ``FitResult.model`` has its parameters in ``model.param_state``
     (use ``with result.model.params(): ...``); ``metrics`` is read from
     ``metrics.csv`` and ``evaluation`` from ``eval.json`` where present.
+
+    Raises
+    ------
+    InputError
+        Not a run directory, a missing or foreign checkpoint, a ``config.json``
+        edited or a data file changed since the run started (its fingerprint).
     """
     run_dir = Path(run_dir)
-    config = _read_config(run_dir)
+    stored = _read_stored(run_dir)
+    config = TrainConfig.from_stored(stored)
     if device is not None:
         config.device = device
     data, model = build(config)
     dev = _device(config.device)
     model.to(dev)
     checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE, map_location=config.device)
+    # compared as config.json says it (the device asked for here is not an edit)
+    resolved = {**config.to_dict(), "device": TrainConfig.from_stored(stored).device}
+    _check_unchanged(run_dir, stored, resolved, data, checkpoint, config)
     x = data.train[: config.batch_size].to(dev)
     idx = torch.arange(x.shape[0], device=dev)
     with model.params():
         names, params = create_params(model, x, idx, data.train.shape[0])
-        stored = fitted_params(checkpoint)
+        stored_params = fitted_params(checkpoint)
         if params_mismatch(checkpoint["params"], names, params) or params_mismatch(
-                stored, names, params):
+                stored_params, names, params):
             raise InputError(
                 f"checkpoint in {run_dir} does not match its config.json (other parameters or "
                 "shapes); was one of them replaced?"
             )
-        load_params(stored, names, params)
+        load_params(stored_params, names, params)
     metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
-    evaluation = {}
-    if (run_dir / EVAL_FILE).exists():
-        evaluation = json.loads((run_dir / EVAL_FILE).read_text())
+    try:  # an unreadable eval.json is what `vaelik evaluate` repairs: not a reason to stop
+        evaluation = read_json(run_dir / EVAL_FILE)
+    except (OSError, ValueError):
+        evaluation = {}
     return FitResult(model=model, data=data, config=config, metrics=metrics,
                      evaluation=evaluation, run_dir=run_dir,
                      status=read_status(run_dir) or "unknown",
@@ -433,15 +604,25 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
 
 
 def evaluate_run(run_dir: str | Path, iwae_samples: int | None = None) -> dict[str, Any]:
-    """Re-run the final evaluation of a run directory and rewrite ``eval.json`` & co."""
+    """Re-run the final evaluation of a run directory and rewrite ``eval.json`` & co.
+
+    Everything is checked first (:func:`load_fitted`: the checkpoint, the
+    fingerprint); the evaluation then runs holding the run directory's lock, so
+    no other process trains, resumes or evaluates the run meanwhile.
+    """
     from vaelik.inference.evaluate import evaluate_model
 
-    result = load_fitted(run_dir)
     if iwae_samples is not None:
         from vaelik.validate import check_positive_int
 
         check_positive_int("iwae-samples", iwae_samples)
-    pyro.set_rng_seed(result.config.seed)
-    with result.model.params():
-        return evaluate_model(result.model, result.data, result.config, run_dir=result.run_dir,
-                              num_samples=iwae_samples, training=result.training)
+    run_dir = Path(run_dir)
+    before = _snapshot(run_dir)
+    result = load_fitted(run_dir)
+    with hold_run_dir(run_dir, command="evaluate"):
+        _same_snapshot(run_dir, before)
+        pyro.set_rng_seed(result.config.seed)
+        with result.model.params():
+            return evaluate_model(result.model, result.data, result.config,
+                                  run_dir=result.run_dir, num_samples=iwae_samples,
+                                  training=result.training)

@@ -30,7 +30,9 @@ __all__ = [
     "RunFileError",
     "atomic_path",
     "atomic_write_bytes",
+    "clear_run_files",
     "prepare_run_dir",
+    "probe_writable",
     "read_csv",
     "read_json",
     "read_status",
@@ -272,43 +274,78 @@ def safe_run_name(text: str, limit: int = MAX_RUN_NAME) -> str:
     return name or "run"[:limit]
 
 
-def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Create the output folder, refusing to clobber an existing run.
+def probe_writable(folder: str | os.PathLike) -> None:
+    """Create and remove a file in ``folder``, to learn early that it can be written.
 
-    With ``overwrite``, the files of :data:`~vaelik.rundir.schema.RUN_FILES` an
-    old run left are removed (and nothing else).
+    The probe has a fresh unique name (``.write-test.<random>``, created with
+    ``O_CREAT | O_EXCL``): it never opens, follows or truncates a file that is
+    already there, e.g. a symbolic link planted as ``.write-test``.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be created (a read-only folder or file system, no space).
+    """
+    fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _refuse_existing_run(path: Path) -> None:
+    status = read_status(path) or "no status"
+    if Status.is_completed(status):
+        raise InputError(
+            f"output folder {path} already holds a completed run; choose another --out "
+            "or pass --overwrite"
+        )
+    raise InputError(
+        f"output folder {path} already holds a run ({status}); continue it with "
+        f"`vaelik train --resume {path}` or pass --overwrite"
+    )
+
+
+def prepare_run_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Create the output folder of a new run and check that it can be written; change nothing else.
+
+    An old run in the folder is left as it is: with ``overwrite`` its files are
+    removed only when the new run starts (:func:`clear_run_files`), after
+    everything was checked, so a refused or failed start keeps it.
 
     Raises
     ------
     InputError
-        If the folder holds a run (unless ``overwrite``), cannot be created, or
-        is not writable.
+        If the folder holds a run (unless ``overwrite``), is a file, cannot be
+        created, or is not writable.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"output path {path} exists and is not a folder; choose another --out")
     if (path / CONFIG_FILE).exists() and not overwrite:
-        status = read_status(path) or "no status"
-        if Status.is_completed(status):
-            raise InputError(
-                f"output folder {path} already holds a completed run; choose another --out "
-                "or pass --overwrite"
-            )
-        raise InputError(
-            f"output folder {path} already holds a run ({status}); continue it with "
-            f"`vaelik train --resume {path}` or pass --overwrite"
-        )
+        _refuse_existing_run(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(path)
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise InputError(
             f"cannot write to output folder {path} ({reason}); choose a writable --out"
         ) from None
-    if overwrite:
-        for name in RUN_FILES:  # stale results of the old run must not outlive it
-            (path / name).unlink(missing_ok=True)
     return path
+
+
+def clear_run_files(path: str | os.PathLike, keep: Iterable[str] = ()) -> None:
+    """Remove the files of :data:`~vaelik.rundir.schema.RUN_FILES` (but ``keep``) and stale temp files.
+
+    Called when a new run replaces an old one (``--overwrite``), so that no
+    result of the old run outlives it. Other files in the folder are left alone;
+    a symbolic link in the place of a run file is removed, never followed.
+    Stale temporary files are the ``.<file>.<random>.tmp`` a killed writer left
+    (:func:`atomic_path`).
+    """
+    path = Path(path)
+    keep = set(keep)
+    for name in RUN_FILES:
+        if name not in keep:
+            (path / name).unlink(missing_ok=True)
+    for tmp in path.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)

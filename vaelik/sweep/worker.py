@@ -26,6 +26,7 @@ from filelock import FileLock
 from vaelik.errors import DivergenceError, InputError
 from vaelik.inference.config import TrainConfig
 from vaelik.rundir import CHECKPOINT_FILE, CONFIG_FILE, Status, read_status, write_status
+from vaelik.rundir.lock import sweep_owns
 
 __all__ = ["LOCK_DIR", "RunOutcome", "execute", "init_worker", "run_lock_path", "train_one"]
 
@@ -168,7 +169,7 @@ def execute(name: str, config: dict[str, Any], run_dir: str, lock: str) -> RunOu
     """
     Path(lock).parent.mkdir(parents=True, exist_ok=True)
     try:
-        with FileLock(lock, timeout=RUN_LOCK_TIMEOUT):
+        with FileLock(lock, timeout=RUN_LOCK_TIMEOUT), sweep_owns(Path(run_dir).parent):
             return train_one(name, config, run_dir)
     except TimeoutError as e:  # filelock.Timeout
         return RunOutcome(name, "failed", f"busy: {e}", 0.0)
