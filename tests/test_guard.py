@@ -452,8 +452,8 @@ def test_an_oserror_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
 def test_report_outputs_that_cannot_be_written(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     (tmp_path / "afile").write_text("x")
-    for output, part in ((tmp_path, "is a folder"), (tmp_path / "r.md", "overwritten by the "
-                                                     "Markdown"),
+    (tmp_path / "dir.html").mkdir()
+    for output, part in ((tmp_path / "dir.html", "folder"),
                          (tmp_path / "afile" / "r.html", "cannot write the report")):
         assert main(["report", str(tmp_path / "runs"), "-o", str(output)]) == 2
         assert part in _one_line(capsys)

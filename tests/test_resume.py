@@ -121,9 +121,9 @@ def test_resume_after_sigkill_is_bit_for_bit(killed_and_reference):
 # ------------------------------------------------------------------------------------------
 # Early stopping and a schedule: interrupted after any epoch, resumed, the same run
 
-#: flat (lr 1e-6): the plateau schedule halves the rate and early stopping ends the run
-STOPPING = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-6,
-                iwae_samples=5, scale="learned", seed=1, epochs=14, patience=5,
+#: flat (lr 1e-8): the plateau schedule halves the rate and early stopping ends the run
+STOPPING = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e-8,
+                iwae_samples=5, scale="learned", seed=1, epochs=14, patience=8,
                 lr_schedule="plateau", name="stop")
 
 
