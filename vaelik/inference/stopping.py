@@ -23,8 +23,8 @@ from epoch to epoch with the minibatch noise, by about ±0.3 nats per point on
 ``ppca`` at ``--lr 1e-3``, while a fit that is still converging gains a few
 hundredths of a nat per epoch. Compared raw, the best epoch is an upward
 outlier that the next ``patience`` epochs rarely beat, and the run stopped while
-its trend still rose (on ``ppca``: σ 0.109 at epoch 57 of a fit that reaches
-0.10x later). The average shrinks the jitter by a factor
+its trend still rose (on ``ppca``: σ = 0.109 against the planted 0.1 at epoch
+57). The average shrinks the jitter by a factor
 :math:`\sqrt{\alpha/(2-\alpha)} \approx 0.42` and lets the trend show.
 
 The **best epoch** (whose parameters are kept, as a CPU copy, and evaluated) is
