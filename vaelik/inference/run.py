@@ -15,7 +15,9 @@ re-runs its evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +50,11 @@ from vaelik.rundir import (
     EVAL_FILE,
     METRICS_COLUMNS,
     METRICS_FILE,
+    RunFileError,
     Status,
     prepare_run_dir,
+    read_eval,
+    read_record,
     read_status,
     write_csv,
     write_json,
@@ -354,17 +359,14 @@ def _same_config(stored: object, config: TrainConfig) -> bool:
 
 
 def _read_config(run_dir: Path) -> TrainConfig:
-    try:
-        stored = json.loads((run_dir / CONFIG_FILE).read_text())
-    except FileNotFoundError:
+    if not (run_dir / CONFIG_FILE).exists():
         raise InputError(
             f"{run_dir} is not a run directory (no config.json); give a folder that "
             "`vaelik train --out` wrote"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {e}") from None
-    if not isinstance(stored, dict):
-        raise InputError(f"{run_dir / CONFIG_FILE} is not a configuration object")
+        )
+    # any bytes, and values of other types than the fields declare, are one RunFileError (exit 2)
+    stored = read_record(run_dir / CONFIG_FILE, typing.get_type_hints(TrainConfig),
+                         hint="the run cannot be used; train it again with --overwrite")
     return TrainConfig.from_stored(stored)
 
 
@@ -400,7 +402,8 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
     metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
     evaluation = {}
     if (run_dir / EVAL_FILE).exists():
-        evaluation = json.loads((run_dir / EVAL_FILE).read_text())
+        with contextlib.suppress(RunFileError):  # a bad eval.json is what `vaelik evaluate` repairs
+            evaluation = read_eval(run_dir / EVAL_FILE)
     return FitResult(model=model, data=data, config=config, metrics=metrics,
                      evaluation=evaluation, run_dir=run_dir,
                      status=read_status(run_dir) or "unknown",
