@@ -125,7 +125,7 @@ def damages(name: str, data: bytes, rng: random.Random, many: bool) -> list[tupl
         record = json.loads(data)
         out += [(f"json-{type(v).__name__}", json.dumps(v).encode()) for v in ([1, 2], "x", 3, None)]
         out.append(("json-deep", b"[" * 100_000 + b"]" * 100_000))
-        keys = list(record) if many else rng.sample(list(record), 6)
+        keys = list(record) if many else rng.sample(list(record), 4)
         for i, key in enumerate(keys):
             values = WRONG_VALUES if many else (WRONG_VALUES[i % len(WRONG_VALUES)],)
             out += [(f"{key}={v!r}", json.dumps({**record, key: v}).encode()) for v in values]
@@ -231,7 +231,7 @@ def check_commands(base: Path, tmp: Path, name: str, blob: bytes, what: str, *,
 FILES = ("config.json", STATUS_FILE, METRICS_FILE, "checkpoint.pt", EVAL_FILE, POINTWISE_FILE,
          PER_DIM_FILE, IMAGES_FILE, POSTERIOR_FILE)
 #: files whose damage the fast variant also shows to ``vaelik report`` (~5 s a report)
-REPORTED = (STATUS_FILE, "config.json", IMAGES_FILE, POSTERIOR_FILE)
+REPORTED = (STATUS_FILE, "config.json", IMAGES_FILE)
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -239,7 +239,7 @@ def test_any_bytes_in_a_run_file_are_a_problem_or_one_exit_2_line(base_run, tmp_
     rng = random.Random(f"total-{name}")
     data = (base_run / name).read_bytes()
     cases = damages(name, data, rng, many=False)
-    reported = {cases[0][0], cases[3][0]} if name in REPORTED else set()
+    reported = {cases[3][0]} if name in REPORTED else set()  # a truncated file
     for label, blob in cases:
         check_commands(base_run, tmp_path, name, blob, f"{name} {label}",
                        report=label in reported, every_command=False)

@@ -79,15 +79,19 @@ def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
     path = Path(run_path) / IMAGES_FILE
     hint = "re-run `vaelik evaluate` on this run"
     try:
-        with np.load(resolve(path), allow_pickle=False) as npz:
-            arrays = {key: np.asarray(npz[key]) for key in npz.files}
+        with open(resolve(path), "rb") as fh:  # closed whatever np.load makes of the bytes
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy gives an array
+                raise RunFileError(f"{path}: not an .npz archive; {hint}")
+            with loaded as npz:
+                arrays = {key: np.asarray(npz[key]) for key in npz.files}
+    except RunFileError:
+        raise
     except FileNotFoundError:
         raise RunFileError(f"{path}: missing; {hint}") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, bad CRC, not an npz: a bad file
         text = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise RunFileError(f"{path}: unreadable ({text}); {hint}") from None
-    if not isinstance(arrays, dict):  # np.load of a lone .npy gives an array
-        raise RunFileError(f"{path}: not an .npz archive; {hint}")
     missing = [k for k in IMAGE_ARRAYS if k not in arrays]
     if missing:
         raise RunFileError(f"{path}: lacks array(s) {', '.join(missing)}; {hint}")

@@ -431,9 +431,10 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
                 metrics[col] = value
             metric_frames.append(metrics)
     runs = pd.DataFrame(rows)
-    if runs.empty:
-        runs = pd.DataFrame(columns=["run", "path", "status", "completed", *CONFIG_COLUMNS])
-    else:
+    for col in ("run", "path", "status", "completed", *CONFIG_COLUMNS):
+        if col not in runs.columns:  # no run, or only unreadable ones: the columns are still there
+            runs[col] = pd.Series(dtype=bool if col == "completed" else object)
+    if not runs.empty:
         runs = runs.sort_values(["run", "path"], kind="stable").reset_index(drop=True)
         dupes = runs["run"].duplicated(keep=False)
         if dupes.any():
