@@ -431,9 +431,11 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
                 metrics[col] = value
             metric_frames.append(metrics)
     runs = pd.DataFrame(rows)
-    for col in ("run", "path", "status", "completed", *CONFIG_COLUMNS):
+    for col in ("run", "path", "status", *CONFIG_COLUMNS):
         if col not in runs.columns:  # no run, or only unreadable ones: the columns are still there
-            runs[col] = pd.Series(dtype=bool if col == "completed" else object)
+            runs[col] = pd.Series(dtype=object)
+    if "completed" not in runs.columns:
+        runs["completed"] = pd.Series(dtype=bool)
     if not runs.empty:
         runs = runs.sort_values(["run", "path"], kind="stable").reset_index(drop=True)
         dupes = runs["run"].duplicated(keep=False)

@@ -97,6 +97,9 @@ def type_problem(key: str, hint: Any, value: Any) -> str | None:
     """
     if _accepts(hint, value):
         return None
+    inner = _strip(hint)
+    if typing.is_typeddict(inner) and isinstance(value, dict):  # name the nested key
+        return f"{key}.{json_type_problems(value, typing.get_type_hints(inner))[0]}"
     return f"{key} is {_describe(value)}, expected {_expected(hint)}"
 
 
