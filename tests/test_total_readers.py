@@ -250,9 +250,10 @@ def test_any_bytes_in_a_run_file_are_a_problem_or_one_exit_2_line(base_run, tmp_
 def test_any_bytes_in_a_run_file_every_case_every_command(base_run, tmp_path, name):
     rng = random.Random(f"total-slow-{name}")
     data = (base_run / name).read_bytes()
-    for label, blob in damages(name, data, rng, many=True):
+    for i, (label, blob) in enumerate(damages(name, data, rng, many=True)):
+        # a report takes seconds: every byte-level damage, one wrong-typed value in seven
         check_commands(base_run, tmp_path, name, blob, f"{name} {label}",
-                       report=True, every_command=True)
+                       report="=" not in label or i % 7 == 0, every_command=True)
 
 
 def test_a_wrong_typed_eval_json_is_listed_and_repaired_by_evaluate(base_run, tmp_path):
