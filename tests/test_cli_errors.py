@@ -246,6 +246,17 @@ CASES = [
          ["evaluate", "run-edited"],
          ["config.json of run-edited was edited", "likelihood normal -> laplace"],
          out="run-edited", keep=True),
+    # -- a run directory's files, whatever their bytes (docs/run-directory.md) -----------------
+    Case("resume-rng", "--resume with a checkpoint whose RNG state is empty",
+         ["train", "--resume", "run-norng", "--quiet"], ["is damaged", "RNG state", "--overwrite"],
+         out="run-norng", keep=True),
+    Case("config-type", "config.json with a value of the wrong type", ["evaluate", "run-badtype"],
+         ["config.json", "epochs is a string ('2'), expected an integer"], out="run-badtype",
+         keep=True),
+    Case("config-bytes", "config.json that is not UTF-8 JSON", ["evaluate", "run-badbytes"],
+         ["config.json: unreadable", "train it again"], out="run-badbytes", keep=True),
+    Case("status-bytes", "a status file of bytes that are not text", ["evaluate", "run-badstatus"],
+         ["is not completed", "--resume"], out="run-badstatus", keep=True),
     # -- a fit that fails ---------------------------------------------------------------
     Case("diverge", "a diverging fit (--lr 1e6)", _train("digits", "o-div", "--lr", "1e6"),
          ["ELBO diverged", "epoch 1, step", "lower --lr"], code=1, out="o-div", may_create=True),
@@ -317,8 +328,22 @@ def make_inputs(work: Path) -> None:
     _tiny_run(work / "run-foreign", "interrupted")
     import torch
 
-    torch.save({"config": json.dumps({"likelihood": "laplace"}), "epoch": 1, "params": {},
-                "optimizer": {}, "rng": {}, "metrics": []}, work / "run-foreign" / "checkpoint.pt")
+    from vaelik.inference.checkpoint import rng_state
+
+    state = {"config": json.dumps({"likelihood": "laplace"}), "epoch": 1, "params": {},
+             "optimizer": {"state": {}, "param_groups": []}, "rng": rng_state(torch.Generator()),
+             "metrics": []}
+    torch.save(state, work / "run-foreign" / "checkpoint.pt")
+    _tiny_run(work / "run-norng", "interrupted")
+    config = json.loads((work / "run-norng" / "config.json").read_text())
+    torch.save({**state, "config": json.dumps(config, sort_keys=True), "rng": {}},
+               work / "run-norng" / "checkpoint.pt")
+    _tiny_run(work / "run-badtype", "completed")
+    (work / "run-badtype" / "config.json").write_text(json.dumps({**config, "epochs": "2"}))
+    _tiny_run(work / "run-badbytes", "completed")
+    (work / "run-badbytes" / "config.json").write_bytes(b"\xff\xfe{ not json")
+    _tiny_run(work / "run-badstatus", "completed")
+    (work / "run-badstatus" / "status").write_bytes(b"\x80\x81\x1b[31m\xfe\n")
     _tiny_run(work / "done-over", "completed")
     _tiny_run(work / "run-outer", "completed")
     sweep = work / "a-sweep"
@@ -338,11 +363,14 @@ def make_inputs(work: Path) -> None:
 
 
 def _fake_checkpoint(folder: Path, fields: dict) -> None:
-    """A checkpoint of the vaelik format written by ``fields`` (no tensors: never restored)."""
+    """A well-formed checkpoint of the vaelik format written by ``fields`` (never restored)."""
     import torch
 
+    from vaelik.inference.checkpoint import rng_state
+
     torch.save({"config": json.dumps(fields, sort_keys=True), "epoch": 1, "params": {},
-                "optimizer": {}, "rng": {}, "metrics": []}, folder / "checkpoint.pt")
+                "optimizer": {"state": {}, "param_groups": []},
+                "rng": rng_state(torch.Generator()), "metrics": []}, folder / "checkpoint.pt")
 
 
 def tree_digest(folder: Path) -> str:
@@ -425,7 +453,7 @@ def _observe(case: Case, work: Path, before: str | None, code: int, stdout: str,
         out = work / case.out
         outcome.out_exists = out.exists()
         status = out / "status"
-        outcome.out_status = status.read_text().strip() if status.is_file() else None
+        outcome.out_status = status.read_text(errors="replace").strip() if status.is_file() else None
         if case.keep:
             outcome.digest_before, outcome.digest_after = before, tree_digest(out)
     return outcome

@@ -327,7 +327,8 @@ def test_checkpoint_rng_state_round_trips_through_weights_only(tmp_path):
     np.random.seed(5)
     random.seed(3)
     random.gauss(0, 1)  # leaves a cached second value
-    save_checkpoint(tmp_path / "c.pt", {"config": "", "epoch": 0, "params": {}, "optimizer": {},
+    save_checkpoint(tmp_path / "c.pt", {"config": "", "epoch": 0, "params": {},
+                                        "optimizer": {"state": {}, "param_groups": []},
                                         "metrics": [], "rng": rng_state(gen)})
     first = draw(gen)
     set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"], gen)

@@ -16,7 +16,7 @@ import torch
 
 from vaelik.config import FIELDS
 from vaelik.errors import InputError
-from vaelik.inference import TrainConfig, fit
+from vaelik.inference import TrainConfig
 from vaelik.inference.checkpoint import make_checkpoint, restore
 from vaelik.inference.optimizers import SCALE_GROUP, param_groups
 from vaelik.inference.run import build

@@ -14,9 +14,11 @@ def test_finds_runs_at_every_depth_and_lists_statuses(suite):
     runs = load_runs(root)
     names = set(runs.runs["run"])
     assert set(planted) <= names  # runs 2 and 3 levels deep included
-    assert "failed-run" in names and "broken-run" not in names
+    assert "failed-run" in names and "broken-run" in names
     failed = runs.runs.set_index("run").loc["failed-run"]
     assert failed["status"].startswith("failed:") and not failed["completed"]
+    broken = runs.runs.set_index("run").loc["broken-run"]  # listed, never analysed
+    assert broken["status"].startswith("unreadable: eval.json") and not broken["completed"]
     assert len(runs.completed) == len(planted)
 
 

@@ -161,7 +161,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
         "reason": [str(r) if isinstance(r, str) and r else "comparable is not true in eval.json"
                    for r in (excluded["comparable_reason"] if "comparable_reason" in excluded.columns
                              else [None] * len(excluded))],
-    })
+    }, dtype=object)  # rows are added below (an unreadable posterior.nc): text, even when empty
     datas: dict[str, dict] = {}
     # the test split is drawn from the seed: only runs with the same data set, data options,
     # seed and test size are scored on the same test points

@@ -2,33 +2,35 @@
 
 A *run directory* is a folder holding ``config.json`` (see ``docs/run-directory.md``).
 File names, columns and status values come from :mod:`vaelik.rundir`, which
-owns the contract. This module only reads files: it never imports torch or the training code, and a
-missing or corrupt file never raises out of :func:`load_runs` -- the run is skipped
-and one line saying what was wrong is appended to :attr:`Runs.problems`.
+owns the contract. This module only reads files: it never imports torch or the training code, and no
+content of any file raises out of :func:`load_runs` -- a run that cannot be read
+is listed with the status ``unreadable: <file>: <reason>`` (it enters no
+analysis) and one line saying what was wrong is appended to :attr:`Runs.problems`.
 """
 
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from vaelik.config import FIELDS
+from vaelik.config import FIELDS, TrainConfig
 from vaelik.rundir import (
     CONFIG_FILE,
     EVAL_FILE,
     METRICS_COLUMNS,
     METRICS_FILE,
-    METRICS_REQUIRED,
     RunFileError,
     Status,
-    read_csv,
-    read_json,
+    read_eval,
+    read_metrics,
+    read_record,
     read_status,
 )
+from vaelik.rundir.check import json_type_problems
 from vaelik.rundir.family import FamilyFacts
 
 from ._common import data_identity
@@ -64,10 +66,11 @@ class Runs:
     Attributes
     ----------
     runs : pandas.DataFrame
-        One row per run directory whose ``config.json`` could be read. Columns:
+        One row per run directory found. Columns:
         ``run`` (config ``name``, else the folder name), ``path``, ``status``
-        (``completed``, ``running``, ``failed: ...``, ``interrupted`` or
-        ``missing``), ``completed`` (bool), the flattened config
+        (``completed``, ``running``, ``failed: ...``, ``interrupted``,
+        ``missing``, or ``unreadable: <file>: <reason>`` for a run whose files
+        cannot be read: it has only the columns that could be read), ``completed`` (bool), the flattened config
         (:data:`CONFIG_COLUMNS` plus the other fields declared with a report
         column in :mod:`vaelik.config`: ``hidden_dim, epochs, batch_size, lr,
         min_scale, elbo_estimator, likelihood_options`` (``"df=4"``, None when
@@ -290,16 +293,87 @@ def convergence_columns(evaluation: dict) -> dict:
 
 
 def _read_metrics(run_dir: Path) -> pd.DataFrame:
-    frame = read_csv(run_dir / METRICS_FILE, METRICS_REQUIRED, numeric=False,
-                     hint="train the run again")
-    for col in METRICS_COLUMNS:
-        if col not in frame.columns:
-            frame[col] = np.nan
-        elif col != "split":
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame["split"] = frame["split"].astype(str)
+    frame = read_metrics(run_dir / METRICS_FILE)
     # The measured scale becomes scale_value, as in the runs table; "scale" is the config setting.
     return frame.rename(columns={"scale": "scale_value"})
+
+
+#: declared types of ``config.json``: the configuration's fields, and what the analysis reads
+#: of ``data_info`` (written by ``vaelik.inference.data``)
+_CONFIG_HINTS = {**typing.get_type_hints(TrainConfig), "data_info": dict}
+_DATA_INFO_HINTS = {"dim": int, "image_shape": list[int] | None, "binary": bool | None}
+
+
+def _read_config(run_dir: Path) -> dict:
+    """``config.json``, its values checked against the declared field types."""
+    config = read_record(run_dir / CONFIG_FILE, _CONFIG_HINTS)
+    problems = [f"data_info.{p}" for p in json_type_problems(config.get("data_info", {}), _DATA_INFO_HINTS)]
+    if problems:
+        raise RunFileError(f"{run_dir / CONFIG_FILE}: {'; '.join(problems)}")
+    return config
+
+
+class _Unreadable(Exception):
+    """A run that cannot be analysed: ``row`` holds what could be read."""
+
+    def __init__(self, row: dict, reason: str) -> None:
+        super().__init__(reason)
+        self.row, self.reason = row, reason
+
+
+def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, dict]:
+    """The runs-table row, the metrics and the family columns of one run directory.
+
+    Raises
+    ------
+    _Unreadable
+        If config.json, or (for a completed run) eval.json or metrics.csv, cannot be used.
+    """
+    row: dict = {"run": run_dir.name, "path": str(run_dir)}
+    try:
+        config = _read_config(run_dir)
+        row = _config_row(config, run_dir)
+    except RunFileError as exc:
+        raise _Unreadable(row, str(exc)) from None
+    status = read_status(run_dir) or Status.MISSING
+    row["status"] = status
+    row["completed"] = Status.is_completed(status)
+    evaluation: dict = {}
+    metrics = None
+    if (run_dir / EVAL_FILE).exists() or row["completed"]:
+        try:
+            evaluation = read_eval(run_dir / EVAL_FILE)
+        except RunFileError as exc:
+            if row["completed"]:  # a completed run promises its evaluation
+                raise _Unreadable(row, str(exc)) from None
+            evaluation = {}
+    if (run_dir / METRICS_FILE).exists() or row["completed"]:
+        try:
+            metrics = _read_metrics(run_dir)
+        except RunFileError as exc:
+            if row["completed"]:
+                raise _Unreadable(row, str(exc)) from None
+            metrics = None
+    eval_row = _eval_row(evaluation)
+    for key in ("likelihood", "latent_dim"):
+        eval_row.pop(key, None)  # config is the source of these
+    if eval_row.get("scale_mode"):
+        row["scale_mode"] = str(eval_row.pop("scale_mode"))
+    if row.get("data_dim") is None and eval_row.get("data_dim") is not None:
+        row["data_dim"] = eval_row["data_dim"]
+    eval_row.pop("data_dim", None)
+    row.update({k: v for k, v in eval_row.items() if k not in row})
+    row.update(convergence_columns(evaluation))
+    facts = family_columns(evaluation)
+    row.update(facts)
+    return row, metrics, facts
+
+
+def _unreadable_row(run_dir: Path, row: dict, reason: str) -> dict:
+    """The runs-table row of a run that cannot be analysed (status ``unreadable: ...``)."""
+    short = reason.replace(f"{run_dir}{'/'}", "")
+    return {**row, "status": Status.unreadable(short), "completed": False,
+            "converged": False, "convergence": CONVERGENCE_WORDS[2]}
 
 
 def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
@@ -322,10 +396,13 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
 
     Notes
     -----
-    A run whose ``config.json`` is unreadable is skipped. A *completed* run whose
-    ``eval.json`` or ``metrics.csv`` is missing or unreadable is skipped too (a
-    completed run promises both). A run that is not completed is listed with
-    whatever could be read.
+    No content of any file raises: a run whose ``config.json`` cannot be read
+    (any bytes, a value of another type than its field declares), or a
+    *completed* run whose ``eval.json`` or ``metrics.csv`` is missing or
+    unreadable (a completed run promises both), is listed in :attr:`Runs.runs`
+    with the status ``unreadable: <file>: <reason>`` (``completed`` false, so it
+    enters no analysis) and named in :attr:`Runs.problems`. A run that is not
+    completed is listed with whatever could be read.
 
     Examples
     --------
@@ -340,44 +417,16 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
     metric_frames: list[pd.DataFrame] = []
     for run_dir in find_run_dirs(root):
         try:
-            config = read_json(run_dir / CONFIG_FILE)
-        except (OSError, ValueError) as exc:
-            problems.append(f"{run_dir}: config.json unreadable ({exc}); run skipped")
+            row, metrics, facts = _read_run(run_dir)
+        except _Unreadable as exc:
+            problems.append(f"{exc.row['run']}: {exc.reason}; run listed as unreadable")
+            rows.append(_unreadable_row(run_dir, exc.row, exc.reason))
             continue
-        row = _config_row(config, run_dir)
-        status = read_status(run_dir) or Status.MISSING
-        row["status"] = status
-        row["completed"] = Status.is_completed(status)
-        evaluation: dict = {}
-        if (run_dir / EVAL_FILE).exists() or row["completed"]:
-            try:
-                evaluation = read_json(run_dir / EVAL_FILE)
-            except (OSError, ValueError) as exc:
-                if row["completed"]:
-                    problems.append(f"{row['run']} ({run_dir}): eval.json unreadable ({exc}); run skipped")
-                    continue
-                evaluation = {}
-        metrics = None
-        if (run_dir / METRICS_FILE).exists() or row["completed"]:
-            try:
-                metrics = _read_metrics(run_dir)
-            except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                if row["completed"]:
-                    problems.append(f"{row['run']} ({run_dir}): metrics.csv unreadable ({exc}); run skipped")
-                    continue
-                metrics = None
-        eval_row = _eval_row(evaluation)
-        for key in ("likelihood", "latent_dim"):
-            eval_row.pop(key, None)  # config is the source of these
-        if eval_row.get("scale_mode"):
-            row["scale_mode"] = str(eval_row.pop("scale_mode"))
-        if row.get("data_dim") is None and eval_row.get("data_dim") is not None:
-            row["data_dim"] = eval_row["data_dim"]
-        eval_row.pop("data_dim", None)
-        row.update({k: v for k, v in eval_row.items() if k not in row})
-        row.update(convergence_columns(evaluation))
-        facts = family_columns(evaluation)
-        row.update(facts)
+        except Exception as exc:  # noqa: BLE001 - no content of one run may stop the others
+            reason = f"{run_dir}: cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+            problems.append(f"{run_dir.name}: {reason}; run listed as unreadable")
+            rows.append(_unreadable_row(run_dir, {"run": run_dir.name, "path": str(run_dir)}, reason))
+            continue
         rows.append(row)
         if metrics is not None and (row["completed"] or include_incomplete):
             for col in ("run", "path", *CONFIG_COLUMNS):
@@ -386,9 +435,12 @@ def load_runs(path: str | Path, include_incomplete: bool = False) -> Runs:
                 metrics[col] = value
             metric_frames.append(metrics)
     runs = pd.DataFrame(rows)
-    if runs.empty:
-        runs = pd.DataFrame(columns=["run", "path", "status", "completed", *CONFIG_COLUMNS])
-    else:
+    for col in ("run", "path", "status", *CONFIG_COLUMNS):
+        if col not in runs.columns:  # no run, or only unreadable ones: the columns are still there
+            runs[col] = pd.Series(dtype=object)
+    if "completed" not in runs.columns:
+        runs["completed"] = pd.Series(dtype=bool)
+    if not runs.empty:
         runs = runs.sort_values(["run", "path"], kind="stable").reset_index(drop=True)
         dupes = runs["run"].duplicated(keep=False)
         if dupes.any():

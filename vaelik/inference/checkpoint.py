@@ -34,9 +34,9 @@ from vaelik.inference.schedules import Schedule
 from vaelik.inference.stopping import EarlyStopping
 from vaelik.rundir import atomic_write_bytes
 
-__all__ = ["CHECKPOINT_KEYS", "fitted_params", "load_checkpoint", "load_params",
-           "make_checkpoint", "optimizer_mismatch", "params_mismatch", "restore", "rng_state",
-           "save_checkpoint", "set_rng_state", "training_summary"]
+__all__ = ["CHECKPOINT_KEYS", "checkpoint_problem", "fitted_params", "load_checkpoint",
+           "load_params", "make_checkpoint", "optimizer_mismatch", "params_mismatch", "restore",
+           "rng_problem", "rng_state", "save_checkpoint", "set_rng_state", "training_summary"]
 
 FORMAT = 1
 #: keys every vaelik checkpoint holds
@@ -70,28 +70,90 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
         raise InputError(
             f"checkpoint {path} is not a vaelik checkpoint; start the run again with --overwrite"
         )
-    problem = _shape_problem(state)
+    problem = checkpoint_problem(state)
     if problem:
         raise InputError(f"checkpoint {path} is damaged ({problem}); start the run again with "
                          "--overwrite")
     return state
 
 
-def _shape_problem(state: dict[str, Any]) -> str | None:
-    """What in a loaded checkpoint is not of the type vaelik wrote (None if nothing)."""
-    epoch = state["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        return f"epoch is {epoch!r}"
-    params = state["params"]
-    if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in params.items()):
-        return "params is not a table of tensors"
-    if not isinstance(state["metrics"], list) or not all(
-            isinstance(r, dict) for r in state["metrics"]):
-        return "metrics is not a list of rows"
-    if not isinstance(state["rng"], dict) or not isinstance(state["optimizer"], dict):
-        return "its RNG or optimiser state is not a table"
+def _tensors(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def rng_problem(rng: Any) -> str | None:
+    """Why ``rng`` is not a state :func:`set_rng_state` can put back (None if it is).
+
+    Each state is tried on a fresh generator of its kind, so the process's
+    own RNGs are left as they are.
+    """
+    import numpy as np
+
+    if not isinstance(rng, dict):
+        return "its RNG state is not a mapping"
+    try:
+        torch.Generator().set_state(rng["torch"])
+        torch.Generator().set_state(rng["batches"])
+        gauss = rng.get("python_gauss")
+        if not (gauss is None or _number(gauss)):
+            raise TypeError("python_gauss is not a number")
+        random.Random().setstate((3, tuple(int(v) for v in rng["python"]), gauss))
+        if "numpy" in rng:
+            n = rng["numpy"]
+            np.random.RandomState().set_state(
+                ("MT19937", n["keys"].numpy().astype(np.uint32), int(n["pos"]),
+                 int(n["has_gauss"]), float(n["cached"])))
+        if "cuda" in rng and not (isinstance(rng["cuda"], (list, tuple))
+                                  and all(isinstance(t, torch.Tensor) for t in rng["cuda"])):
+            raise TypeError("cuda is not a list of tensors")
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with it, it cannot be put back
+        return f"its RNG state cannot be restored: {type(e).__name__}"
     return None
+
+
+def checkpoint_problem(state: dict[str, Any]) -> str | None:
+    """Why a loaded checkpoint cannot be used by resume or evaluate (None if it can).
+
+    Checks the kinds of every entry :func:`restore`, :func:`fitted_params` and
+    :func:`training_summary` read: ``config`` text, ``epoch`` a count, ``params``
+    tensors by name, ``optimizer`` a ``state_dict``, ``rng`` restorable
+    (:func:`rng_problem`), ``metrics`` a list of rows, ``best`` and
+    ``schedule`` (where present) of the kinds their ``state_dict`` writes.
+    """
+    if not isinstance(state["config"], str):
+        return "config is not text"
+    if not (isinstance(state["epoch"], int) and not isinstance(state["epoch"], bool)
+            and state["epoch"] >= 0):
+        return f"epoch is {state['epoch']!r}, not a count"
+    if not _tensors(state["params"]):
+        return "params are not tensors by name"
+    opt = state["optimizer"]
+    if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict)
+            and isinstance(opt.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                    for g in opt["param_groups"])):
+        return "optimizer is not a torch state_dict"
+    if not (isinstance(state["metrics"], list) and all(isinstance(r, dict) for r in state["metrics"])):
+        return "metrics are not a list of rows"
+    best = state.get("best")
+    if best is not None:
+        if not (isinstance(best, dict) and all(_number(best.get(k)) or best.get(k) is None
+                                               for k in ("epoch", "elbo"))
+                and all(_number(best.get(k)) for k in ("bad_epochs", "stopped", "has_params"))
+                and isinstance(best.get("params"), dict)):
+            return "its early-stopping state is damaged"
+        if best["has_params"] and not _tensors(best["params"]):
+            return "its best parameters are not tensors by name"
+    schedule = state.get("schedule")
+    if schedule is not None and not (isinstance(schedule, dict)
+                                     and all(_number(v) for v in schedule.values())):
+        return "its learning-rate schedule state is damaged"
+    return rng_problem(state["rng"])
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -204,6 +266,22 @@ def optimizer_mismatch(stored: dict[str, Any], optimizer: torch.optim.Optimizer)
     return "checkpoint optimiser state does not match the model's parameter groups"
 
 
+def _moments_mismatch(stored: dict[str, Any], params: list[torch.Tensor]) -> str | None:
+    """Why the optimiser's per-parameter state (Adam's moments) does not fit ``params``."""
+    for index, entry in stored["state"].items():
+        if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(entry, dict)):
+            return "checkpoint optimiser state names parameters the model does not have"
+        for key, value in entry.items():
+            if not isinstance(value, torch.Tensor):
+                if not _number(value):
+                    return f"checkpoint optimiser state {key} is not a number"
+                continue
+            if value.dim() > 0 and value.shape != params[index].shape:
+                return (f"checkpoint optimiser state {key} has shape {tuple(value.shape)}, "
+                        f"its parameter {tuple(params[index].shape)}")
+    return None
+
+
 def load_params(stored: dict[str, torch.Tensor], names: list[str],
                 params: list[torch.Tensor]) -> None:
     """Copy the checkpoint tensors ``stored`` into the parameters (in place, on their device)."""
@@ -226,7 +304,8 @@ def restore(checkpoint: dict[str, Any], names: list[str], params: list[torch.Ten
         mismatch = params_mismatch(best["params"], names, params)
     if mismatch:
         raise InputError(f"{mismatch}; refusing to resume")
-    mismatch = optimizer_mismatch(checkpoint["optimizer"], optimizer)
+    mismatch = optimizer_mismatch(checkpoint["optimizer"], optimizer) or _moments_mismatch(
+        checkpoint["optimizer"], [p for g in optimizer.param_groups for p in g["params"]])
     if mismatch:
         raise InputError(f"{mismatch}; refusing to resume (start the run again with --overwrite)")
     try:

@@ -66,8 +66,9 @@ from vaelik.rundir import (
     POINTWISE_FILE,
     POSTERIOR_FILE,
     EvalRecord,
+    Staging,
     atomic_write_bytes,
-    read_csv,
+    read_metrics,
     write_csv,
     write_json,
 )
@@ -202,13 +203,22 @@ def evaluate_model(
     """Evaluate on the test split, writing the evaluation files if ``run_dir`` is given.
 
     The files are ``eval.json``, ``pointwise.csv``, ``per_dim.csv``, ``images.npz``
-    and ``posterior.nc``. Call inside ``model.params()``. Returns the ``eval.json``
+    and ``posterior.nc``, replaced all together: they are staged in the run
+    directory's hidden staging folder and swapped in at the end
+    (:class:`vaelik.rundir.Staging`), so a kill at any moment leaves the old set
+    or the new one, never a mix. The run's ``metrics.csv`` is read (and checked)
+    first: a bad one is an :class:`~vaelik.rundir.RunFileError` before anything
+    is computed or written. Call inside ``model.params()``. Returns the ``eval.json``
     dictionary (keys: :class:`vaelik.rundir.EvalRecord`, documented in
     ``docs/run-directory.md``). ``training`` holds ``best_epoch``, ``epochs_run``
     and ``stopped_early`` of the fit (:attr:`vaelik.inference.FitResult.training`);
     without it they are null.
     """
     tick = time.perf_counter()
+    metrics = None  # read before anything is computed or written: a bad file stops here
+    if run_dir is not None and (Path(run_dir) / METRICS_FILE).exists():
+        metrics = read_metrics(Path(run_dir) / METRICS_FILE,
+                               hint="the run's training history is damaged; train it again")
     device = next(model.parameters()).device
     x = data.test.to(device)
     n, d = x.shape
@@ -300,9 +310,6 @@ def evaluate_model(
         if check is not None:
             check["elbo"] = evaluation["elbo"]
             evaluation["ppca"] = check
-    metrics = None
-    if run_dir is not None and (Path(run_dir) / METRICS_FILE).exists():
-        metrics = read_csv(Path(run_dir) / METRICS_FILE, ("split", "seconds"), numeric=False)
     # one pass over the training split, where the scales are fitted: the scale ratio of the
     # convergence verdict and per_dim.csv's train columns (C2/C3/C4) both come from it; drawn
     # off the evaluation's RNG stream so that its other draws stay as they were
@@ -313,12 +320,13 @@ def evaluate_model(
     evaluation["seconds_eval"] = time.perf_counter() - tick
 
     if run_dir is not None:
-        run_dir = Path(run_dir)
-        _write_files(run_dir, model, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
-                     scale_value, scale_draws if log_px_draws is not None else None, train_errors)
         if metrics is not None:
             evaluation["seconds_train"] = float(metrics.loc[metrics.split == "train", "seconds"].sum())
-        write_json(run_dir / EVAL_FILE, evaluation)
+        with Staging(run_dir) as stage:  # all files or none: eval.json last, the status after that
+            _write_files(stage.path, model, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
+                         scale_value, scale_draws if log_px_draws is not None else None, train_errors)
+            write_json(stage.path(EVAL_FILE), evaluation)
+            stage.commit()
     return evaluation
 
 
@@ -346,8 +354,9 @@ def _ppca_optimum(check: dict | None) -> tuple[float, float] | None:
     return check["exact_log_px_train"], check["ml_log_px_train"]
 
 
-def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
+def _write_files(where, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,
                  scale_value, bayes_draws, train_errors) -> None:
+    """Write the evaluation files but ``eval.json``; ``where(name)`` is the path of file ``name``."""
     n, d = x.shape
     lik = vae.likelihood
     loss_sum = lik.loss(x, terms.mean).sum(-1)
@@ -364,7 +373,7 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         "sae": terms.abs_err.sum(-1).cpu().numpy(),
         "bce_sum": terms.bce.sum(-1).cpu().numpy(),
     })
-    write_csv(run_dir / POINTWISE_FILE, pointwise, POINTWISE_COLUMNS)
+    write_csv(where(POINTWISE_FILE), pointwise, POINTWISE_COLUMNS)
     if per_dim_scale is not None:
         col = per_dim_scale
     elif scale_value is not None:
@@ -372,7 +381,7 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
     else:
         col = [math.nan] * d
     mse_train, mae_train = train_errors  # on the training split, where a per-dim scale is fitted (C3)
-    write_csv(run_dir / PER_DIM_FILE, pd.DataFrame({
+    write_csv(where(PER_DIM_FILE), pd.DataFrame({
         "dim": np.arange(d),
         "scale": col,
         "mse": terms.sq_err.mean(0).cpu().numpy(),
@@ -390,7 +399,7 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
         prior_samples=observation_mean(vae, _local_latents(vae, show, z_prior), show).cpu().numpy(),
         image_shape=np.asarray(data.image_shape or (), dtype=np.int64),
     )
-    atomic_write_bytes(run_dir / IMAGES_FILE, buffer.getvalue())
+    atomic_write_bytes(where(IMAGES_FILE), buffer.getvalue())
     if log_px_draws is not None:
         # a Bayesian scale has a posterior: its draws; any other scale is a point
         # estimate and is stored as one number, not as repeated "draws"
@@ -400,4 +409,4 @@ def _write_files(run_dir, vae, data, x, terms, recon, kl, log_px_draws, per_dim_
             scale_point=scale_value if bayes_draws is None else None,
             scale_mode=getattr(lik, "scale_mode", "none"),
         )
-        save_run_data(posterior, run_dir / POSTERIOR_FILE)
+        save_run_data(posterior, where(POSTERIOR_FILE))

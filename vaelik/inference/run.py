@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import time
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,9 +57,11 @@ from vaelik.rundir import (
     METRICS_COLUMNS,
     METRICS_FILE,
     STATUS_FILE,
+    RunFileError,
     Status,
     prepare_run_dir,
-    read_json,
+    read_eval,
+    read_record,
     read_status,
     write_csv,
     write_json,
@@ -539,18 +542,14 @@ def _resumed(run_dir: Path) -> None:
 
 def _read_stored(run_dir: Path) -> dict[str, Any]:
     """The ``config.json`` record of a run directory (a JSON object)."""
-    try:
-        stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not (run_dir / CONFIG_FILE).exists():
         raise InputError(
             f"{run_dir} is not a run directory (no config.json); give a folder that "
             "`vaelik train --out` wrote"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read {run_dir / CONFIG_FILE}: {e}") from None
-    if not isinstance(stored, dict):
-        raise InputError(f"{run_dir / CONFIG_FILE} is not a configuration object")
-    return stored
+        )
+    # any bytes, and values of other types than the fields declare, are one RunFileError (exit 2)
+    return read_record(run_dir / CONFIG_FILE, typing.get_type_hints(TrainConfig),
+                       hint="the run cannot be used; train it again with --overwrite")
 
 
 def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
@@ -593,10 +592,10 @@ def load_fitted(run_dir: str | Path, device: str | None = None) -> FitResult:
             )
         load_params(stored_params, names, params)
     metrics = pd.DataFrame(checkpoint.get("metrics", []), columns=METRIC_COLUMNS)
-    try:  # an unreadable eval.json is what `vaelik evaluate` repairs: not a reason to stop
-        evaluation = read_json(run_dir / EVAL_FILE)
-    except (OSError, ValueError):
-        evaluation = {}
+    evaluation = {}
+    if (run_dir / EVAL_FILE).exists():
+        with contextlib.suppress(RunFileError):  # a bad eval.json is what `vaelik evaluate` repairs
+            evaluation = read_eval(run_dir / EVAL_FILE)
     return FitResult(model=model, data=data, config=config, metrics=metrics,
                      evaluation=evaluation, run_dir=run_dir,
                      status=read_status(run_dir) or "unknown",

@@ -1,7 +1,9 @@
 """The run directory: the one torch-free owner of what a run writes and the analysis reads.
 
 ``schema`` names the files, columns, status values and ``eval.json`` keys; ``io``
-writes and reads them atomically; ``posterior`` builds, saves and loads the ArviZ
+writes and reads them atomically (its readers turn any content into a
+:class:`RunFileError`, checked against ``check``'s types); ``staging`` swaps the
+evaluation's files in all at once; ``posterior`` builds, saves and loads the ArviZ
 file. Inference writes through this package, the analysis layer reads through
 it, and it imports neither (nor torch). The contract is ``docs/run-directory.md``.
 """
@@ -13,7 +15,10 @@ from vaelik.rundir.io import (
     atomic_write_bytes,
     prepare_run_dir,
     read_csv,
+    read_eval,
     read_json,
+    read_metrics,
+    read_record,
     read_status,
     safe_run_name,
     write_csv,
@@ -25,6 +30,7 @@ from vaelik.rundir.schema import (
     CONFIG_FILE,
     EVAL_FILE,
     EVAL_KEYS,
+    EVALUATION_FILES,
     IMAGE_ARRAYS,
     IMAGES_FILE,
     METRICS_COLUMNS,
@@ -39,17 +45,20 @@ from vaelik.rundir.schema import (
     POSTERIOR_FILE,
     RUN_FILES,
     SPLITS,
+    STAGING_DIR,
     STATUS_FILE,
     EvalRecord,
     PpcaRecord,
     Status,
 )
+from vaelik.rundir.staging import Staging, recover, resolve
 
 __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "EVAL_FILE",
     "EVAL_KEYS",
+    "EVALUATION_FILES",
     "IMAGES_FILE",
     "IMAGE_ARRAYS",
     "MAX_RUN_NAME",
@@ -65,17 +74,24 @@ __all__ = [
     "POSTERIOR_FILE",
     "RUN_FILES",
     "SPLITS",
+    "STAGING_DIR",
     "STATUS_FILE",
     "EvalRecord",
     "PpcaRecord",
     "RunFileError",
+    "Staging",
     "Status",
     "atomic_path",
     "atomic_write_bytes",
     "prepare_run_dir",
     "read_csv",
+    "read_eval",
     "read_json",
+    "read_metrics",
+    "read_record",
     "read_status",
+    "recover",
+    "resolve",
     "safe_run_name",
     "write_csv",
     "write_json",

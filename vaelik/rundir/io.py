@@ -14,8 +14,9 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,17 @@ import numpy as np
 import pandas as pd
 
 from vaelik.errors import InputError
-from vaelik.rundir.schema import CONFIG_FILE, RUN_FILES, STATUS_FILE, Status
+from vaelik.rundir.check import EVAL_TYPES, json_type_problems
+from vaelik.rundir.schema import (
+    CONFIG_FILE,
+    METRICS_COLUMNS,
+    METRICS_REQUIRED,
+    RUN_FILES,
+    STAGING_DIR,
+    STATUS_FILE,
+    Status,
+)
+from vaelik.rundir.staging import resolve
 
 __all__ = [
     "MAX_RUN_NAME",
@@ -34,7 +45,10 @@ __all__ = [
     "prepare_run_dir",
     "probe_writable",
     "read_csv",
+    "read_eval",
     "read_json",
+    "read_metrics",
+    "read_record",
     "read_status",
     "safe_run_name",
     "write_csv",
@@ -46,8 +60,26 @@ __all__ = [
 MAX_RUN_NAME = 80
 
 
-class RunFileError(ValueError):
-    """A file of a run directory is missing or does not follow ``docs/run-directory.md``."""
+class RunFileError(InputError):
+    """A file of a run directory is missing or does not follow ``docs/run-directory.md``.
+
+    Raised by every reader of this package for *any* content of the file (bad
+    encoding, truncated, not the format, wrong types); the message is one line
+    naming the file. An :class:`~vaelik.errors.InputError` (the CLI exits with
+    code 2) and so a ``ValueError``.
+    """
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _unreadable(path: Path, exc: BaseException, hint: str) -> RunFileError:
+    if isinstance(exc, FileNotFoundError):
+        return RunFileError(f"{path}: missing" + (f"; {hint}" if hint else ""))
+    return RunFileError(f"{path}: unreadable ({_reason(exc)})" + (f"; {hint}" if hint else ""))
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -113,21 +145,66 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON object (``config.json``, ``eval.json``).
+def read_json(path: str | os.PathLike, hint: str = "") -> dict:
+    """Read a JSON object (``config.json``, ``eval.json``); never fails otherwise than as below.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (read through :func:`~vaelik.rundir.staging.resolve`, so a
+        committed evaluation that is still being swapped in reads whole).
+    hint : str
+        What to do about a bad file, appended to the message.
 
     Raises
     ------
-    OSError
-        If the file cannot be read.
-    ValueError
-        If it is not JSON or not a JSON object.
+    RunFileError
+        If the file is missing or unreadable, is not UTF-8 JSON, or is not a
+        JSON object (whatever its bytes).
     """
-    with open(path, encoding="utf-8") as fh:
-        value = json.load(fh)
+    path = Path(path)
+    try:
+        with open(resolve(path), encoding="utf-8") as fh:
+            value = json.load(fh)
+    except Exception as exc:  # noqa: BLE001 - any content (even deep nesting) is a bad file
+        raise _unreadable(path, exc, hint) from None
     if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")  # noqa: TRY004 - a bad file
+        raise RunFileError(f"{path}: holds a JSON {type(value).__name__}, expected a JSON object"
+                           + (f"; {hint}" if hint else ""))
     return value
+
+
+def read_record(path: str | os.PathLike, types: Mapping[str, Any], hint: str = "") -> dict:
+    """Read a JSON object and check its values against declared ``types``.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    types : mapping of str to type
+        Declared type per key (``typing.get_type_hints`` of a TypedDict or a
+        dataclass, e.g. :class:`vaelik.config.TrainConfig` for ``config.json``);
+        see :func:`vaelik.rundir.check.json_type_problems`. Keys the file lacks
+        (older runs) are not problems; a present key whose value has another JSON
+        type than declared is.
+    hint : str
+        What to do about a bad file, appended to the message.
+
+    Raises
+    ------
+    RunFileError
+        As :func:`read_json`, or naming the first keys of the wrong type.
+    """
+    record = read_json(path, hint)
+    problems = json_type_problems(record, types)
+    if problems:
+        raise RunFileError(f"{Path(path)}: {'; '.join(problems)}" + (f"; {hint}" if hint else ""))
+    return record
+
+
+def read_eval(path: str | os.PathLike, hint: str = "re-run `vaelik evaluate` on this run") -> dict:
+    """Read ``eval.json``: :func:`read_record` against :class:`~vaelik.rundir.schema.EvalRecord`."""
+    return read_record(path, EVAL_TYPES, hint)
 
 
 def _missing(columns: Iterable[str], required: Iterable[str]) -> list[str]:
@@ -177,17 +254,47 @@ def read_csv(path: str | os.PathLike, required: Iterable[str] = (), numeric: boo
     """
     path = Path(path)
     try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError as exc:
-        raise RunFileError(f"{path}: missing; {hint}") from exc
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise RunFileError(f"{path}: unreadable ({exc})") from exc
+        frame = pd.read_csv(resolve(path), encoding="utf-8")
+    except Exception as exc:  # noqa: BLE001 - any content (encoding, quoting, size) is a bad file
+        raise _unreadable(path, exc, hint) from None
     missing = _missing(frame.columns, required)
     if missing:
-        raise RunFileError(f"{path}: lacks column(s) {', '.join(missing)}")
+        raise RunFileError(f"{path}: lacks column(s) {', '.join(missing)}"
+                           + (f"; {hint}" if hint else ""))
     if numeric:
         for col in frame.columns:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def read_metrics(path: str | os.PathLike, hint: str = "train the run again") -> pd.DataFrame:
+    """Read ``metrics.csv`` strictly: every value a number where the schema says so.
+
+    Columns of :data:`~vaelik.rundir.schema.METRICS_COLUMNS` that the file lacks
+    are added as NaN (older runs); ``split`` is text, every other column
+    numeric. An empty cell is NaN (``scale`` of a family without one); a cell
+    that is not a number is a problem.
+
+    Raises
+    ------
+    RunFileError
+        If the file is missing or unreadable (:func:`read_csv`), lacks
+        ``epoch`` or ``split``, or holds text where a number belongs.
+    """
+    path = Path(path)
+    frame = read_csv(path, METRICS_REQUIRED, numeric=False, hint=hint)
+    for col in METRICS_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+        elif col != "split":
+            values = pd.to_numeric(frame[col], errors="coerce")
+            bad = values.isna() & frame[col].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise RunFileError(f"{path}: column {col} holds {str(frame[col].iloc[row])[:30]!r} "
+                                   f"in row {row + 1}, not a number; {hint}")
+            frame[col] = values
+    frame["split"] = frame["split"].astype(str)
     return frame
 
 
@@ -214,14 +321,20 @@ def read_status(run_dir: str | os.PathLike) -> str | None:
     str or None
         ``completed``, ``running``, ``interrupted``, ``failed: <reason>`` (or
         whatever a foreign file holds); None when there is no readable,
-        non-empty ``status`` file (readers show :data:`Status.MISSING`).
+        non-empty ``status`` file (readers show :data:`Status.MISSING`). Any
+        bytes read: bytes that are not UTF-8 and control characters become
+        U+FFFD, NUL bytes are dropped.
     """
-    try:
-        text = (Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    try:  # a status is one short line: read at most 4 KiB of whatever the file holds
+        with open(Path(run_dir) / STATUS_FILE, "rb") as fh:
+            raw = fh.read(4096)
+    except (OSError, ValueError):
         return None
-    lines = text.strip().splitlines()
-    return lines[0].strip() if lines else None
+    lines = raw.decode("utf-8", errors="replace").replace("\x00", "").strip().splitlines()
+    if not lines:
+        return None
+    # a control character (an escape sequence) would reach a terminal through an error message
+    return "".join(c if c.isprintable() else "\ufffd" for c in lines[0].strip()) or None
 
 
 # ---------------------------------------------------------------- the folder
@@ -349,3 +462,8 @@ def clear_run_files(path: str | os.PathLike, keep: Iterable[str] = ()) -> None:
             (path / name).unlink(missing_ok=True)
     for tmp in path.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+    staging = path / STAGING_DIR  # an old evaluation's staged files must not be swapped in later
+    if staging.is_symlink():
+        staging.unlink()
+    elif staging.is_dir():
+        shutil.rmtree(staging, ignore_errors=True)

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from vaelik.rundir.io import atomic_path
+from vaelik.rundir.io import RunFileError, atomic_path
+from vaelik.rundir.staging import resolve
 
 __all__ = [
     "arviz_generation",
@@ -172,13 +173,40 @@ def save_run_data(data: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_run_data(path: str | os.PathLike[str]) -> Any:
-    """Read run data written by :func:`save_run_data` (fully into memory).
+    """Read run data written by :func:`save_run_data` (fully into memory) and check its layout.
+
+    Any file that is not such data (not netCDF/HDF5, truncated, damaged, groups
+    or dimensions other than the layout above, values that are not numbers) is
+    a :class:`~vaelik.rundir.RunFileError` naming it, never another exception.
 
     Returns
     -------
     arviz.InferenceData or xarray.DataTree
         The same object kind :func:`build_run_data` returns under this ArviZ.
+
+    Raises
+    ------
+    RunFileError
+        If the file is missing, unreadable or not laid out as documented.
     """
+    path = Path(path)
+    source = resolve(path)
+    if not source.is_file():
+        raise RunFileError(f"{path}: missing; re-run `vaelik evaluate` on this run")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file's warnings say no more than its error
+            data = _load(source)
+    except Exception as exc:  # noqa: BLE001 - any content of the file is a bad file
+        text = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise RunFileError(f"{path}: unreadable ({text})") from None
+    problem = _layout_problem(data)
+    if problem:
+        raise RunFileError(f"{path}: {problem}; re-run `vaelik evaluate` on this run")
+    return data
+
+
+def _load(path: Path) -> Any:
     az = _az()
     if arviz_generation() == 0:
         data = az.from_netcdf(str(path), engine="h5netcdf")
@@ -189,6 +217,36 @@ def load_run_data(path: str | os.PathLike[str]) -> Any:
 
     with xr.open_datatree(str(path), engine="h5netcdf") as tree:
         return tree.load().copy()
+
+
+#: the dimensions of each variable of the layout (module docstring)
+_LAYOUT = {("log_likelihood", "x"): ("chain", "draw", "obs"), ("observed_data", "x"): ("obs", "dim"),
+           ("posterior", "scale"): ("chain", "draw"), ("constant_data", "scale"): ()}
+
+
+def _layout_problem(data: Any) -> str | None:
+    """Why ``data`` is not laid out as :func:`build_run_data` lays it out (None if it is)."""
+    try:
+        present = groups(data)
+        if "log_likelihood" not in present:
+            return "has no log_likelihood group"
+        for (name, var), dims in _LAYOUT.items():
+            ds = group(data, name)
+            if ds is None:
+                continue
+            if var not in ds.data_vars:
+                return f"group {name} has no variable {var}"
+            values = ds[var]
+            if tuple(values.dims) != dims:
+                return f"{name}/{var} has dimensions {tuple(values.dims)}, expected {dims}"
+            array = np.asarray(values.values)
+            if array.dtype.kind not in "biuf":
+                return f"{name}/{var} holds {array.dtype} values, expected numbers"
+            if dims and array.size == 0:
+                return f"{name}/{var} is empty"
+        return None
+    except Exception as exc:  # noqa: BLE001 - a structure we cannot even walk is a bad file
+        return f"not laid out as documented ({type(exc).__name__})"
 
 
 def groups(data: Any) -> list[str]:
@@ -210,7 +268,8 @@ def scale_draws(data: Any) -> np.ndarray | None:
     posterior = group(data, "posterior")
     if posterior is None or "scale" not in posterior.data_vars:
         return None
-    return np.asarray(posterior["scale"].values, dtype=float).ravel()
+    draws = np.asarray(posterior["scale"].values, dtype=float).ravel()
+    return draws if draws.size else None
 
 
 def scale_point(data: Any) -> float | None:
@@ -218,4 +277,5 @@ def scale_point(data: Any) -> float | None:
     const = group(data, "constant_data")
     if const is None or "scale" not in const.data_vars:
         return None
-    return float(np.asarray(const["scale"].values, dtype=float).ravel()[0])
+    values = np.asarray(const["scale"].values, dtype=float).ravel()
+    return float(values[0]) if values.size else None

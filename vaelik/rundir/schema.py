@@ -15,6 +15,7 @@ __all__ = [
     "CONFIG_FILE",
     "EVAL_FILE",
     "EVAL_KEYS",
+    "EVALUATION_FILES",
     "IMAGES_FILE",
     "IMAGE_ARRAYS",
     "METRICS_COLUMNS",
@@ -29,6 +30,7 @@ __all__ = [
     "POSTERIOR_FILE",
     "RUN_FILES",
     "SPLITS",
+    "STAGING_DIR",
     "STATUS_FILE",
     "EvalRecord",
     "PpcaRecord",
@@ -60,6 +62,11 @@ STATUS_FILE = "status"
 #: removes these (and only these) so that no result of an old run outlives it
 RUN_FILES = (STATUS_FILE, EVAL_FILE, CHECKPOINT_FILE, METRICS_FILE, POINTWISE_FILE,
              PER_DIM_FILE, IMAGES_FILE, POSTERIOR_FILE)
+#: the files one evaluation writes, replaced all together (:mod:`vaelik.rundir.staging`);
+#: ``eval.json`` is swapped in last
+EVALUATION_FILES = (POINTWISE_FILE, PER_DIM_FILE, IMAGES_FILE, POSTERIOR_FILE, EVAL_FILE)
+#: hidden folder inside a run directory where an evaluation stages its files
+STAGING_DIR = ".staging"
 
 # ---------------------------------------------------------------- table columns
 
@@ -118,11 +125,18 @@ class Status:
     FAILED = "failed"
     #: not written by any run: what a reader shows for a folder without a status file
     MISSING = "missing"
+    #: not written by any run: what a reader shows for a run whose files it cannot read
+    UNREADABLE = "unreadable"
 
     @staticmethod
     def failed(reason: str) -> str:
         """The status of a failed run: ``failed: <reason>`` on one line."""
         return f"{Status.FAILED}: {' '.join(str(reason).split())}"
+
+    @staticmethod
+    def unreadable(reason: str) -> str:
+        """What a reader shows for a run it cannot read: ``unreadable: <reason>`` on one line."""
+        return f"{Status.UNREADABLE}: {' '.join(str(reason).split())}"
 
     @staticmethod
     def word(text: str | None) -> str:

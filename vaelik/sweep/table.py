@@ -9,12 +9,11 @@ eval time from ``eval.json``) and the key metrics of ``eval.json``
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from vaelik.rundir import EVAL_FILE, Status, read_status, write_csv
+from vaelik.rundir import EVAL_FILE, Status, read_json, read_status, write_csv
 from vaelik.sweep.grid import Expansion, SweepRun, _canonical
 from vaelik.sweep.worker import RunOutcome, status_word
 
@@ -52,7 +51,7 @@ def _row(out: Path, run: SweepRun, columns: list[str], outcome: RunOutcome | Non
     evaluation: dict[str, Any] = {}
     if word == Status.COMPLETED:
         try:
-            evaluation = json.loads((run_dir / EVAL_FILE).read_text())
+            evaluation = read_json(run_dir / EVAL_FILE)  # any bytes: a RunFileError (ValueError)
         except (OSError, ValueError):
             evaluation = {}
     seconds = outcome.seconds if outcome is not None else None
