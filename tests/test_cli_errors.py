@@ -184,9 +184,6 @@ CASES = [
     Case("no-train-row", "--test-fraction and --val-fraction that leave no training row",
          _train("digits", "o-vt", "--test-fraction", "0.6", "--val-fraction", "0.5"),
          ["leave no training row", "--val-fraction 0"], out="o-vt"),
-    Case("plateau-no-val", "--lr-schedule plateau without a validation split",
-         _train("digits", "o-pl", "--lr-schedule", "plateau", "--val-fraction", "0"),
-         ["plateau", "needs a validation split", "--val-fraction"], out="o-pl"),
     Case("device", "unknown device", _train("digits", "o-dev", "--device", "tpu"),
          ["device must be"], out="o-dev"),
     Case("seed-range", "--seed outside what numpy and torch accept (0 to 2**32 - 1)",
@@ -218,10 +215,11 @@ CASES = [
          ["inside the sweep folder a-sweep", "grid"], out="a-sweep/mine"),
     Case("out-is-sweep", "--out is a sweep folder", _train("digits", "a-sweep", "--overwrite"),
          ["is a sweep folder", "outside the sweep"], out="a-sweep", keep=True),
-    Case("report-o-folder", "report -o naming a folder", ["report", "afolder", "-o", "afolder"],
-         ["-o afolder is a folder", "afolder/report.html"]),
-    Case("report-o-md", "report -o naming a .md file (the Markdown would overwrite it)",
-         ["report", "afolder", "-o", "r.md"], ["overwritten by the Markdown report", ".html"]),
+    Case("report-o-folder", "report -o naming an existing folder",
+         ["report", "afolder", "-o", "afolder.html"],
+         ["HTML report afolder.html is a folder", "afolder.html/report.html"]),
+    Case("report-o-kind", "report -o naming neither .html nor .md",
+         ["report", "afolder", "-o", "r.txt"], ["name the report NAME.html or NAME.md"]),
     Case("report-o-proc", "report -o in a place that cannot be written",
          ["report", "afolder", "-o", "/proc/vaelik-report.html"],
          ["cannot write the report", "writable place for -o"]),
@@ -320,6 +318,7 @@ def make_inputs(work: Path) -> None:
     (work / "crc.npz").write_bytes(bytes(damaged))
     (work / "afile").write_text("a regular file, not a folder\n")
     (work / "afolder").mkdir()
+    (work / "afolder.html").mkdir()
     _tiny_run(work / "done-run", "completed")
     _tiny_run(work / "done-resume", "completed")
     _tiny_run(work / "run-corrupt", "interrupted")
