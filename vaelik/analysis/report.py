@@ -1,6 +1,8 @@
 """One self-contained HTML report (and its Markdown twin) over a folder of runs.
 
-The report judges every registered claim (:mod:`vaelik.analysis.claims`, C1-C8
+The report opens with the answer to "which likelihood fits this data best"
+(:mod:`.ranking`: test bits/dim of the families scoring the same discrete data,
+with paired standard errors), then judges every registered claim (:mod:`vaelik.analysis.claims`, C1-C8
 by default): per claim the numbers measured, a verdict (``held`` / ``did not
 hold`` / ``not measured in these runs: <why>``) with the tolerance it was judged
 by, and a plain-language reading. Then the comparison table, reconstructions,
@@ -31,6 +33,7 @@ from ._common import num, scored_split
 from .claims import Claim, Frames, judge_claims
 from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
 from .outputs import check_report_paths
+from .ranking import not_ranked, ranking_groups
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
@@ -108,6 +111,29 @@ def _images_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    figures=[("reconstructions", "originals and reconstructions per likelihood",
                              figures.plot_reconstructions(images)),
                             ("prior-samples", "decoded prior samples per likelihood", figures.plot_prior_samples(images))])
+
+
+def _ranking_section(runs: pd.DataFrame, problems: list[str]) -> Section:
+    """The report's first table: families ranked by test bits/dim on the same discrete data."""
+    groups = ranking_groups(runs, load_pointwise, problems)
+    tables = [(g.caption, g.table) for g in groups]
+    left = not_ranked(runs)
+    numbers = [] if groups else ["No completed run scores discrete data in bits/dim (a discretised family, "
+                                 "a dequantised density or a Bernoulli on binary data): nothing to rank."]
+    if not left.empty:
+        tables.append(("Runs not ranked in bits/dim, and why", left))
+    return Section("ranking", "Which likelihood fits this data best", numbers=numbers, lead=True,
+                   reading="Test bits/dim (lower is better), importance-sampled, per data set and per discrete "
+                           "data scored (its grey levels, or its binarised version: a Bernoulli is ranked "
+                           "only there). exact: a discretised family's log probability mass; bound: a "
+                           "continuous density trained and scored on uniformly dequantised data, "
+                           "−(log p(x̃) − d·log L)/(d·ln 2), an upper bound on the same discrete bits/dim. "
+                           "Runs of one configuration pool their seeds; se is that mean's standard error over "
+                           "test images; diff and paired se compare each row with the best, pairing the same "
+                           "test image of the same seed (docs/report.md). A difference several paired se wide "
+                           "is real. MSE (against the data each run was scored on), the learned scale and "
+                           "the active units are means over the runs.",
+                   tables=tables)
 
 
 def _families_section(frames: Frames) -> Section:
@@ -289,8 +315,9 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     Returns
     -------
     sections : list of Section
-        The claims first, then families, comparison, images, ArviZ, convergence
-        (the runs the claims rest on), runs.
+        The bits/dim ranking (``lead``: rendered before the verdict summary), the
+        claims, then families, comparison, images, ArviZ, convergence (the runs
+        the claims rest on), runs.
     problems : list of str
         :attr:`Runs.problems` plus problems met here.
     """
@@ -298,6 +325,7 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     problems = [*runs.problems, *frames.problems]
     done = frames.completed  # every completed run; the unconverged ones are marked
     sections = [
+        _ranking_section(done, problems),
         *judge_claims(frames, claims),
         _families_section(frames),
         _comparison_section(done),
