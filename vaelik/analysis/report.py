@@ -191,7 +191,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
     datas: dict[str, dict] = {}
     # the test split is drawn from the seed: only runs with the same data set, data options,
     # seed and test size are scored on the same test points
-    splits = scored_split(runs)
+    splits = scored_split(runs) + _log_p_kind(runs)
     for row in runs[comparable].itertuples():
         path = Path(row.path) / "posterior.nc"
         try:
@@ -247,7 +247,10 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    reading="log p(x) per test point is estimated by importance sampling (IWAE, K samples) on held-out "
                            "test points, so the first table — the summed test log p(x) with paired standard errors "
                            "— is the ranking to read: a difference several dse wide is real. Only runs whose "
-                           "likelihood is a normalised density on the same test points are compared. The "
+                           "likelihood is a normalised density on the same test points are compared, and "
+                           "log masses (discretised families) apart from densities of dequantised data: in "
+                           "nats they differ by d·log L (the bits/dim table at the top puts them on one "
+                           "scale). The "
                            "PSIS-LOO table applies ArviZ's az.compare to the log-likelihood draws each run stored "
                            "in posterior.nc: lppd_minus_elpd is how far the PSIS-LOO estimate lies below the log "
                            "of the mean draw, and it grows with the spread of the draws, as the Pareto k values "
@@ -257,6 +260,18 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                            "Bernoulli near 0, a per-dimension σ near its lower bound) ranks high for that reason, "
                            "not for sharper reconstructions — read the ranking next to the MSE.",
                    tables=tables)
+
+
+#: what a run's log p(x) is, by eval.json ``bits_per_dim_kind``: log masses and log densities of
+#: dequantised data are never summed against each other (they differ by d·log L)
+_LOG_P_KINDS = {"exact": " (log masses)", "bound": " (densities of dequantised data)"}
+
+
+def _log_p_kind(runs: pd.DataFrame) -> pd.Series:
+    """A suffix of the scored split that keeps log masses, dequantised and plain densities apart."""
+    if "bits_per_dim_kind" not in runs.columns:
+        return pd.Series("", index=runs.index, dtype=object)
+    return runs["bits_per_dim_kind"].map(lambda k: _LOG_P_KINDS.get(k, "") if isinstance(k, str) else "")
 
 
 def claims_basis(frames: Frames) -> str:
