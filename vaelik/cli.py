@@ -252,11 +252,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.sweep.failed else 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from vaelik.cli_sweep import show_sweep
+    from vaelik.compare import run_compare
+    from vaelik.inference.run import check_device_available
+
+    check_device_available(args.device)  # before any run is created
+    result = show_sweep(lambda on_progress: run_compare(
+        args.data, args.out, epochs=args.epochs, seeds=args.seeds, jobs=args.jobs,
+        network=args.network, device=args.device, data_options=dict(args.data_opt),
+        data_dir=args.data_dir, data_key=args.data_key, on_progress=on_progress),
+        quiet=args.quiet, sweep_of=lambda compared: compared.sweep)
+    for note in result.notes:
+        print(f"vaelik compare: {note}", file=sys.stderr)
+    if result.report_skipped:
+        print(f"vaelik compare: report skipped ({result.report_skipped})", file=sys.stderr)
+        return EXIT_FAILED if result.sweep.failed else 0
+    if not args.quiet:
+        _print_ranking(args.out)
+        print(f"wrote {result.report_html} and {result.report_md}", file=sys.stderr)
+    return EXIT_FAILED if result.sweep.failed else 0
+
+
+def _print_ranking(out: str) -> None:
+    """The report's first tables in the terminal: rank, likelihood, kind, bits/dim ± paired se."""
+    from vaelik.analysis import load_pointwise, load_runs
+    from vaelik.analysis.ranking import ranking_groups
+
+    for group in ranking_groups(load_runs(out).completed, load_pointwise):
+        print(f"{group.data_id}, {group.scored_data}: test bits/dim (lower is better)")
+        for row in group.table.itertuples():
+            diff = "" if row.rank == 1 or row.diff != row.diff else (
+                f"  (+{row.diff:.4f} ± {row.paired_se:.4f} paired)")
+            print(f"  {row.rank}. {row.likelihood:<11} {row.kind:<6} {row.bits_per_dim:.4f}{diff}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vaelik`` argument parser.
 
-    One subcommand each for ``train``, ``evaluate``, ``report``, ``sweep`` and
-    ``demo``; each sets its handler as the ``func`` default.
+    One subcommand each for ``train``, ``evaluate``, ``report``, ``sweep``,
+    ``demo`` and ``compare``; each sets its handler as the ``func`` default.
     """
     parser = _Parser(prog="vaelik", description=(
         "Fit autoencoders with different observation likelihoods (Pyro SVI) and compare "
@@ -310,6 +345,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    from vaelik.config import parse_key_value
+
+    p = sub.add_parser("compare", help="which likelihood fits my images best? the standard grid in "
+                                       "bits/dim on your data, then the report")
+    p.add_argument("--data", required=True,
+                   help="a built-in data set (fashion-mnist, mnist, cifar10, digits) or a file of "
+                        "8-bit images (.npy, .npz, IDX)")
+    p.add_argument("--out", default="compare", help="output folder (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help="the most epochs per run (default 100; "
+                   "early stopping ends most runs sooner)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per likelihood (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores)")
+    p.add_argument("--network", default="mlp", help="encoder/decoder networks: mlp or conv "
+                   "(default %(default)s)")
+    p.add_argument("--data-opt", action="append", default=[], type=parse_key_value,
+                   metavar="KEY=VALUE", help="option of the data set, e.g. n=5000 for a subset "
+                   "(repeatable)")
+    p.add_argument("--data-dir", default=None, metavar="FOLDER",
+                   help="folder holding the files of fashion-mnist, mnist or cifar10")
+    p.add_argument("--data-key", default=None, help="array name inside a .npz with several")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -268,6 +268,14 @@ def _folder_or_none(label: str, value: Any) -> None:
         raise InputError(f"{label} must be a folder path, got {value!r}")
 
 
+#: the ``--dequantise`` choices (:mod:`vaelik.inference.data.dequantise`)
+DEQUANTISE_CHOICES = ("auto", "none")
+
+
+def _dequantise_choice(label: str, value: Any) -> None:
+    check_choice(label, value, DEQUANTISE_CHOICES)
+
+
 def _fraction_or_zero(label: str, value: Any) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number and (value == 0 or 0 < value < 1)):
@@ -445,6 +453,12 @@ class TrainConfig:
         factory=dict, group="data", flag="--data-opt", repeat=True, metavar="KEY=VALUE",
         parse=parse_key_value, check=check_options,
         help="option of a built-in data set, e.g. sigma=0.05 (repeatable)")
+    dequantise: str = option(
+        "auto", group="data", check=_dequantise_choice, token="dq", absent="none",
+        help="auto: a continuous density (normal, laplace, cbernoulli, ...) on data with "
+             "grey levels trains and is scored on uniformly dequantised data (k + u)/L, its "
+             "bits/dim a bound on the discrete log P(x); none: on the grey levels as they are",
+        column="dequantise")
     data_dir: str | None = option(
         None, group="data", metavar="FOLDER", check=_folder_or_none,
         checked_by="vaelik.inference.load_data (the folder must hold the set's files)",

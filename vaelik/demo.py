@@ -29,7 +29,7 @@ from vaelik.errors import InputError
 from vaelik.sweep import Grid, SweepProgress, SweepResult, run_sweep
 from vaelik.validate import check_positive_int
 
-__all__ = ["DEMO_EPOCHS", "DEMO_SETTINGS", "DemoResult", "demo_grid", "run_demo"]
+__all__ = ["DEMO_EPOCHS", "DEMO_SETTINGS", "DemoResult", "demo_grid", "run_demo", "sweep_and_report"]
 
 #: the most epochs of a demo run; early stopping on the validation ELBO ends most runs
 #: between 40 and 120 (docs/convergence.md)
@@ -139,9 +139,21 @@ def run_demo(out: str | os.PathLike = "demo", epochs: int | None = None, seeds: 
     check_positive_int("epochs", epochs)
     check_positive_int("seeds", seeds)
     grid = demo_grid(epochs, seeds, device, {**_env_overrides(), **(overrides or {})})
-    # one torch thread per process: these small networks run several times slower
-    # with two threads (measured on 2 cores); --jobs sets the parallelism instead
-    sweep = run_sweep(grid, out, jobs=jobs, threads=1, on_progress=on_progress)
+    return sweep_and_report(grid, out, jobs=jobs, on_progress=on_progress)
+
+
+def sweep_and_report(grid: Grid, out: str | os.PathLike, jobs: int | None = None,
+                     on_progress: Callable[[SweepProgress], None] | None = None,
+                     threads: int | None = 1) -> DemoResult:
+    """Train ``grid`` into the sweep folder ``out``, then write ``report.html`` / ``report.md`` there.
+
+    The shared tail of ``vaelik demo`` and ``vaelik compare``
+    (:func:`vaelik.compare.run_compare`); the report is skipped (and said why)
+    when the analysis extra is not installed. ``threads``: torch threads per run
+    (default 1: the demo's small networks run several times slower with two
+    threads, measured on 2 cores; --jobs sets the parallelism instead; None: cores // jobs).
+    """
+    sweep = run_sweep(grid, out, jobs=jobs, threads=threads, on_progress=on_progress)
     try:
         from vaelik.analysis import write_report
     except ImportError as e:  # the analysis extra may be missing

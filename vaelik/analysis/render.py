@@ -58,6 +58,8 @@ class Section:
         The plain-language reading.
     tables : list of (caption, DataFrame)
     figures : list of (slug, caption, Figure)
+    lead : bool
+        Shown before the verdict summary (the bits/dim ranking, the report's first table).
     """
 
     key: str
@@ -69,6 +71,7 @@ class Section:
     reading: str = ""
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     figures: list[tuple[str, str, Figure]] = field(default_factory=list)
+    lead: bool = False
 
 
 # --------------------------------------------------------------------------- cells and escaping
@@ -172,6 +175,7 @@ def _view(section: Section, figure_src: Mapping[str, str]) -> dict:
         "reading": section.reading,
         "tables": [_table(caption, frame) for caption, frame in section.tables],
         "figures": [_Figure(slug, caption, figure_src[slug]) for slug, caption, _ in section.figures],
+        "lead": section.lead,
     }
 
 

@@ -1,6 +1,8 @@
 """One self-contained HTML report (and its Markdown twin) over a folder of runs.
 
-The report judges every registered claim (:mod:`vaelik.analysis.claims`, C1-C8
+The report opens with the answer to "which likelihood fits this data best"
+(:mod:`.ranking`: test bits/dim of the families scoring the same discrete data,
+with paired standard errors), then judges every registered claim (:mod:`vaelik.analysis.claims`, C1-C8
 by default): per claim the numbers measured, a verdict (``held`` / ``did not
 hold`` / ``not measured in these runs: <why>``) with the tolerance it was judged
 by, and a plain-language reading. Then the comparison table, reconstructions,
@@ -31,6 +33,7 @@ from ._common import num, scored_split
 from .claims import Claim, Frames, judge_claims
 from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
 from .outputs import check_report_paths
+from .ranking import not_ranked, ranking_groups
 from .render import Section, render
 from .runs import RunFileError, Runs, load_images, load_pointwise, load_runs
 
@@ -110,6 +113,29 @@ def _images_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                             ("prior-samples", "decoded prior samples per likelihood", figures.plot_prior_samples(images))])
 
 
+def _ranking_section(runs: pd.DataFrame, problems: list[str]) -> Section:
+    """The report's first table: families ranked by test bits/dim on the same discrete data."""
+    groups = ranking_groups(runs, load_pointwise, problems)
+    tables = [(g.caption, g.table) for g in groups]
+    left = not_ranked(runs)
+    numbers = [] if groups else ["No completed run scores discrete data in bits/dim (a discretised family, "
+                                 "a dequantised density or a Bernoulli on binary data): nothing to rank."]
+    if not left.empty:
+        tables.append(("Runs not ranked in bits/dim, and why", left))
+    return Section("ranking", "Which likelihood fits this data best", numbers=numbers, lead=True,
+                   reading="Test bits/dim (lower is better), importance-sampled, per data set and per discrete "
+                           "data scored (its grey levels, or its binarised version: a Bernoulli is ranked "
+                           "only there). exact: a discretised family's log probability mass; bound: a "
+                           "continuous density trained and scored on uniformly dequantised data, "
+                           "−(log p(x̃) − d·log L)/(d·ln 2), an upper bound on the same discrete bits/dim. "
+                           "Runs of one configuration pool their seeds; se is that mean's standard error over "
+                           "test images; diff and paired se compare each row with the best, pairing the same "
+                           "test image of the same seed (docs/report.md). A difference several paired se wide "
+                           "is real. MSE (against the data each run was scored on), the learned scale and "
+                           "the active units are means over the runs.",
+                   tables=tables)
+
+
 def _families_section(frames: Frames) -> Section:
     """One identity panel per likelihood family, labelled by the facts the family stated."""
     ident = frames.identity
@@ -165,7 +191,7 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
     datas: dict[str, dict] = {}
     # the test split is drawn from the seed: only runs with the same data set, data options,
     # seed and test size are scored on the same test points
-    splits = scored_split(runs)
+    splits = scored_split(runs) + _log_p_kind(runs)
     for row in runs[comparable].itertuples():
         path = Path(row.path) / "posterior.nc"
         try:
@@ -221,7 +247,10 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                    reading="log p(x) per test point is estimated by importance sampling (IWAE, K samples) on held-out "
                            "test points, so the first table — the summed test log p(x) with paired standard errors "
                            "— is the ranking to read: a difference several dse wide is real. Only runs whose "
-                           "likelihood is a normalised density on the same test points are compared. The "
+                           "likelihood is a normalised density on the same test points are compared, and "
+                           "log masses (discretised families) apart from densities of dequantised data: in "
+                           "nats they differ by d·log L (the bits/dim table at the top puts them on one "
+                           "scale). The "
                            "PSIS-LOO table applies ArviZ's az.compare to the log-likelihood draws each run stored "
                            "in posterior.nc: lppd_minus_elpd is how far the PSIS-LOO estimate lies below the log "
                            "of the mean draw, and it grows with the spread of the draws, as the Pareto k values "
@@ -231,6 +260,18 @@ def _arviz_section(runs: pd.DataFrame, problems: list[str]) -> Section:
                            "Bernoulli near 0, a per-dimension σ near its lower bound) ranks high for that reason, "
                            "not for sharper reconstructions — read the ranking next to the MSE.",
                    tables=tables)
+
+
+#: what a run's log p(x) is, by eval.json ``bits_per_dim_kind``: log masses and log densities of
+#: dequantised data are never summed against each other (they differ by d·log L)
+_LOG_P_KINDS = {"exact": " (log masses)", "bound": " (densities of dequantised data)"}
+
+
+def _log_p_kind(runs: pd.DataFrame) -> pd.Series:
+    """A suffix of the scored split that keeps log masses, dequantised and plain densities apart."""
+    if "bits_per_dim_kind" not in runs.columns:
+        return pd.Series("", index=runs.index, dtype=object)
+    return runs["bits_per_dim_kind"].map(lambda k: _LOG_P_KINDS.get(k, "") if isinstance(k, str) else "")
 
 
 def claims_basis(frames: Frames) -> str:
@@ -289,8 +330,9 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     Returns
     -------
     sections : list of Section
-        The claims first, then families, comparison, images, ArviZ, convergence
-        (the runs the claims rest on), runs.
+        The bits/dim ranking (``lead``: rendered before the verdict summary), the
+        claims, then families, comparison, images, ArviZ, convergence (the runs
+        the claims rest on), runs.
     problems : list of str
         :attr:`Runs.problems` plus problems met here.
     """
@@ -298,6 +340,7 @@ def build_sections(runs: Runs, claims: Iterable[Claim] | None = None) -> tuple[l
     problems = [*runs.problems, *frames.problems]
     done = frames.completed  # every completed run; the unconverged ones are marked
     sections = [
+        _ranking_section(done, problems),
         *judge_claims(frames, claims),
         _families_section(frames),
         _comparison_section(done),

@@ -39,6 +39,7 @@ from vaelik.errors import InputError
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.convergence import judge_convergence
 from vaelik.inference.data import Dataset
+from vaelik.inference.data.dequantise import bits_correction
 from vaelik.inference.estimators import (
     CHUNK_FLOATS,
     IWAE_DRAWS,
@@ -75,7 +76,7 @@ from vaelik.rundir import (
 from vaelik.rundir.posterior import build_run_data, save_run_data
 from vaelik.rundir.schema import MI_MAX_POINTS
 
-__all__ = ["evaluate_model", "iwae_log_px", "mutual_information", "active_units", "ppca_check",
+__all__ = ["evaluate_model", "bits_per_dim_of", "iwae_log_px", "mutual_information", "active_units", "ppca_check",
            "IWAE_DRAWS", "CHUNK_FLOATS"]
 
 # IWAE_DRAWS (groups of IWAE particles stored as draws in posterior.nc, see
@@ -182,6 +183,38 @@ def _linear_elbo(model: Model, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor
     return expected_log_lik - kl
 
 
+def _scored_data(levels: int) -> str:
+    """``"binary"`` for 2 levels, else ``"levels=L"``: the discrete data a number is about."""
+    return "binary" if levels == 2 else f"levels={int(levels)}"
+
+
+def bits_per_dim_of(log_px: float, d: int, lik: Any, data: Dataset,
+                    comparable: bool) -> tuple[float, str | None, str | None]:
+    r"""``bits_per_dim``, ``bits_per_dim_kind`` and ``scored_data`` of ``eval.json``.
+
+    * a discrete family (facts ``discrete``) normalised on the data: ``exact``,
+      :math:`-\log P(x)/(d \ln 2)`, about its own levels;
+    * a density on data dequantised from L levels
+      (:mod:`vaelik.inference.data.dequantise`): ``bound``,
+      :math:`-(\log \tilde p(\tilde x) - d \log L)/(d \ln 2)`, an upper bound
+      on the same discrete bits/dim, about those L levels;
+    * a density on data it was not dequantised from: ``density``,
+      :math:`-\log p(x)/(d \ln 2)` (bits of nothing discrete; may be negative);
+    * not comparable (a Bernoulli on grey levels, no log p(x)): kind and data null.
+    """
+    if not math.isfinite(log_px):
+        return math.nan, None, None
+    correction = d * bits_correction(data.dequantised)  # -d log L, or 0
+    bits = -(log_px + correction) / (d * math.log(2))
+    if not comparable:
+        return bits, None, None
+    if data.dequantised is not None:
+        return bits, "bound", _scored_data(data.dequantised)
+    if getattr(lik, "discrete", False) and getattr(lik, "levels", None):
+        return bits, "exact", _scored_data(int(lik.levels))
+    return bits, "density", None
+
+
 def _local_latents(model: Model, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{site: z}`` for the model's one local latent site."""
     names = model_sites(model, x).local_latent
@@ -253,7 +286,7 @@ def evaluate_model(
         log_px_draws = iwae_log_px(model, x, num_samples, global_draws=global_draws)
         log_px_each = torch.logsumexp(log_px_draws, 0) - math.log(log_px_draws.shape[0])
         log_px = float(log_px_each.mean())
-    bits = -log_px / (d * math.log(2)) if math.isfinite(log_px) else math.nan
+    bits, kind, scored = bits_per_dim_of(log_px, d, lik, data, comparable)
 
     mse_at_mean = float((x - observation_mean(model, _local_latents(model, x, terms.z_loc), x))
                         .pow(2).mean())
@@ -276,6 +309,9 @@ def evaluate_model(
         "log_px": log_px,
         "log_px_samples": num_samples if log_px_draws is not None else 0,
         "bits_per_dim": bits,
+        "bits_per_dim_kind": kind,
+        "scored_data": scored,
+        "dequantised": data.dequantised,
         "comparable": bool(comparable),
         "comparable_reason": reason,
         "likelihood": lik.name,

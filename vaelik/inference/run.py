@@ -46,6 +46,7 @@ from vaelik.inference.checkpoint import (
 )
 from vaelik.inference.config import TrainConfig, versions
 from vaelik.inference.data import Dataset, load_data
+from vaelik.inference.data.dequantise import dequantise_dataset, needs_dequantisation
 from vaelik.inference.schedules import make_schedule
 from vaelik.inference.stopping import EarlyStopping
 from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
@@ -174,6 +175,8 @@ def build(config: TrainConfig) -> tuple[Dataset, Model]:
     from_data = type(likelihood).data_options(data.levels)  # e.g. a discretised family's levels
     if from_data:  # under the user's own --lik-opt, which win
         likelihood = get_likelihood(config.likelihood, **{**from_data, **config.likelihood_kwargs()})
+    if needs_dequantisation(config.dequantise, data.levels, bool(likelihood.discrete)):
+        data = dequantise_dataset(data, config.seed)  # a density on grey levels: (k + u)/L
     likelihood.check_data(data.train)
     likelihood.check_data(data.val)
     likelihood.check_data(data.test)

@@ -226,7 +226,21 @@ class EvalRecord(TypedDict):
     log_px_samples : int
         K, the importance samples per point behind ``log_px``; 0 when not estimated.
     bits_per_dim : float or None
-        −log_px / (d · ln 2); null when ``log_px`` is.
+        −log_px / (d · ln 2); for a density on dequantised data (``dequantised``
+        L) −(log_px − d · log L) / (d · ln 2), a bound on the discrete bits/dim;
+        null when ``log_px`` is.
+    bits_per_dim_kind : str or None
+        What ``bits_per_dim`` is: ``exact`` (a discrete family's log mass on the
+        data's levels), ``bound`` (a density on dequantised data: an upper bound
+        on the discrete bits/dim), ``density`` (a density on data it was not
+        dequantised from: bits of nothing discrete); null when not comparable.
+    scored_data : str or None
+        The discrete data the number is about: ``levels=L`` or ``binary`` (L = 2);
+        null for ``density`` and when not comparable. Runs rank against each
+        other only with the same data identity and ``scored_data``.
+    dequantised : int or None
+        L when the data were uniformly dequantised from L grey levels (the
+        likelihood is a density, ``TrainConfig.dequantise`` is ``auto``); null otherwise.
     comparable : bool
         True only if the likelihood is a normalised density on these data and
         ``log_px`` was estimated: only then may ``log_px`` be ranked across families.
@@ -318,6 +332,9 @@ class EvalRecord(TypedDict):
     log_px: float | None
     log_px_samples: int
     bits_per_dim: float | None
+    bits_per_dim_kind: str | None
+    scored_data: str | None
+    dequantised: int | None
     comparable: bool
     comparable_reason: str
     likelihood: str

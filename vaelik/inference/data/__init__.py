@@ -12,11 +12,14 @@ tensors of shape ``(n, d)`` (images are flattened channel-major, their
 * :mod:`~vaelik.inference.data.files` and :mod:`~vaelik.inference.data.idx`: a
   user's ``.npy``/``.npz``/IDX file;
 * :mod:`~vaelik.inference.data.arrays`: checks, scaling to [0, 1] with the
-  number of grey levels, image layout, subsets.
+  number of grey levels, image layout, subsets;
+* :mod:`~vaelik.inference.data.dequantise`: grey levels spread uniformly over
+  their bins, for a continuous density scored as a bound on their mass.
 """
 
 from vaelik.inference.data.builtin import BUILTIN_DATA
 from vaelik.inference.data.dataset import Dataset
+from vaelik.inference.data.dequantise import dequantise_dataset, needs_dequantisation
 from vaelik.inference.data.idx import read_idx
 from vaelik.inference.data.images import (
     DATA_ENV,
@@ -33,8 +36,10 @@ __all__ = [
     "IMAGE_SETS",
     "SYSTEM_DATA_DIRS",
     "Dataset",
+    "dequantise_dataset",
     "find_image_files",
     "load_data",
+    "needs_dequantisation",
     "read_cifar_batch",
     "read_idx",
 ]

@@ -44,6 +44,9 @@ class Dataset:
         own test rows; the validation split is carved from its training rows).
     source : str or None
         The folder the files of a built-in image set were read from.
+    dequantised : int or None
+        L when the splits were uniformly dequantised from L grey levels
+        (:mod:`vaelik.inference.data.dequantise`: values :math:`(k + u)/L`); None otherwise.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Dataset:
     levels: int | None = None
     split: str = "random"
     source: str | None = None
+    dequantised: int | None = None
 
     def __post_init__(self) -> None:
         if self.val is None:
@@ -85,4 +89,5 @@ class Dataset:
             "scaling": self.scaling,
             "params": self.params,
             "source": self.source,
+            "dequantised": self.dequantised,
         }

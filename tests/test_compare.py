@@ -1,0 +1,75 @@
+"""``vaelik compare``: the standard likelihood grid on the user's data, then the bits/dim ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaelik.cli import main
+from vaelik.compare import COMPARE_FAMILIES, binarised, compare_grid, run_compare
+from vaelik.errors import InputError
+from vaelik.sweep import expand
+
+
+def test_grid_on_digits_ranks_a_bernoulli_on_the_binarised_twin():
+    grid, notes = compare_grid("digits", levels=17, seeds=2, data_options={"n": 300})
+    runs = expand(grid).runs
+    assert notes == []
+    assert len(runs) == 2 * (len(COMPARE_FAMILIES) + 1)
+    configs = {(r.config["likelihood"], r.config["seed"]): r.config for r in runs}
+    for lik, scale in COMPARE_FAMILIES:
+        assert configs[lik, 1]["scale"] == scale and configs[lik, 1]["data"] == "digits"
+        assert configs[lik, 0]["dequantise"] == "auto" and configs[lik, 0]["data_options"] == {"n": 300}
+    assert configs["bernoulli", 0]["data"] == "digits-binary"
+    assert configs["bernoulli", 0]["data_options"] == {"n": 300}
+    assert len({r.name for r in runs}) == len(runs)
+
+
+def test_grid_without_binarised_data_skips_the_bernoulli_with_a_note():
+    grid, notes = compare_grid("fashion-mnist", levels=256, network="conv")
+    runs = expand(grid).runs
+    assert {r.config["likelihood"] for r in runs} == {lik for lik, _ in COMPARE_FAMILIES}
+    assert all(r.config["network"] == "conv" for r in runs)
+    assert len(notes) == 1 and notes[0].startswith("bernoulli skipped: fashion-mnist has 256 grey levels")
+    assert binarised("mine.npy", {"n": 10}, 2) == ("mine.npy", {"n": 10})  # binary already
+
+
+def test_floating_point_data_are_refused(tmp_path, capsys):
+    path = tmp_path / "floats.npy"
+    np.save(path, np.random.default_rng(0).uniform(size=(50, 16)).astype(np.float32))
+    with pytest.raises(InputError, match="no grey levels"):
+        run_compare(str(path), tmp_path / "out")
+    assert main(["compare", "--data", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "floating-point values (no grey levels)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["compare", "--data", "digits", "--network", "rnn", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown network 'rnn'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")  # figures of 2-epoch fits: degenerate ranges
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_compare_on_digits_end_to_end(tmp_path, capsys):
+    pytest.importorskip("vaelik.analysis")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", "digits", "--epochs", "2", "--data-opt", "n=300",
+                 "--out", str(out), "--jobs", "2"]) == 0
+    printed = capsys.readouterr()
+    assert "digits (n=300), levels=17: test bits/dim" in printed.out and "1. " in printed.out
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) == len(COMPARE_FAMILIES) + 1 and (table["status"] == "completed").all(), table
+    md = (out / "report.md").read_text()
+    first = md.index("### ")
+    assert md[first:].startswith("### Which likelihood fits digits (n=300) best (levels = 17)")
+    assert first < md.index("Verdicts at a glance")
+    # the first table: every grey-level family, ranked in positive bits/dim, lowest first
+    lines = md[first:].split("\n\n")[1].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    ranked = pd.DataFrame(rows, columns=header)
+    bits = ranked["bits\\_per\\_dim" if "bits\\_per\\_dim" in header else "bits_per_dim"].astype(float)
+    assert sorted(ranked["likelihood"]) == sorted(lik for lik, _ in COMPARE_FAMILIES)
+    assert (bits > 0).all() and bits.is_monotonic_increasing
+    assert set(ranked["kind"]) == {"exact", "bound"}
+    assert "Which likelihood fits digits-binary (n=300) best (binarised data)" in md
