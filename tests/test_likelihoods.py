@@ -721,3 +721,23 @@ def test_only_global_scales_take_the_unbroadcast_distribution(family, scale):
     base = obs.base_dist
     expected = torch.distributions.Independent(ref(base.loc, base.scale), 1).log_prob(x)
     assert_close(obs.log_prob(x), expected)
+
+
+def test_bernoulli_observed_loss_is_minus_log_prob_even_for_saturated_logits():
+    """The summed BCE that C5 compares with recon: exact where the probabilities saturate."""
+    import pyro.distributions as pdist
+
+    from vaelik.models import Bernoulli
+
+    logits = torch.tensor([[-40.0, -20.0, -3.0, 0.0, 5.0, 25.0]])
+    x = torch.tensor([[0.5, 1.0, 0.25, 0.0, 1.0, 0.9375]])  # grey levels too
+    obs = pdist.Bernoulli(logits=logits, validate_args=False).to_event(1)
+    got = Bernoulli().observed_loss(obs, x)
+    # -[x log σ(l) + (1-x) log σ(-l)] in float64
+    l64, x64 = logits.double(), x.double()
+    expected = -(x64 * torch.nn.functional.logsigmoid(l64) + (1 - x64) * torch.nn.functional.logsigmoid(-l64))
+    torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-6)
+    assert float((got.double() - expected).abs().max()) < 1e-5
+    # the probability-based loss clamps: off by nats at the saturated pixels
+    clamped = Bernoulli().loss(x, obs.mean)
+    assert float((clamped.double() - expected).abs().max()) > 1.0

@@ -395,7 +395,7 @@ def _write_files(where, vae, data, x, terms, recon, kl, log_px_draws, per_dim_sc
     """Write the evaluation files but ``eval.json``; ``where(name)`` is the path of file ``name``."""
     n, d = x.shape
     lik = vae.likelihood
-    loss_sum = lik.loss(x, terms.mean).sum(-1)
+    loss_sum = (terms.loss if terms.loss is not None else lik.loss(x, terms.mean)).sum(-1)
     log_px_each = (torch.logsumexp(log_px_draws, 0) - math.log(log_px_draws.shape[0])
                    if log_px_draws is not None else torch.full((n,), math.nan))
     pointwise = pd.DataFrame({

@@ -47,6 +47,8 @@ class Terms:
     scale_site: str | None = None
     #: the guide's q(g) of that site, or None
     scale_posterior: torch.distributions.Distribution | None = None
+    #: (n, d) the family's equivalent loss per element (``Likelihood.observed_loss``)
+    loss: torch.Tensor | None = None
 
 
 def _sum(terms: list[torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
@@ -96,6 +98,7 @@ def elbo_terms(model: Model, x: torch.Tensor) -> Terms:
         z_scale=q_z.stddev,
         scale_site=scale_site,
         scale_posterior=guide_tr.nodes[scale_site]["fn"] if scale_site else None,
+        loss=model.likelihood.observed_loss(obs, x),
     )
 
 

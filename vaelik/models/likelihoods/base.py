@@ -167,6 +167,15 @@ class Likelihood:
         """The equivalent deterministic loss per element (MSE, MAE or BCE)."""
         return LOSSES[cls.loss_name](x, x_hat)
 
+    def observed_loss(self, obs: dist.TorchDistribution, x: torch.Tensor) -> torch.Tensor:
+        """The equivalent loss per element of ``x`` under the observation ``obs`` (shape ``(n, d)``).
+
+        :meth:`loss` at the distribution's mean; a family whose mean loses precision
+        (a Bernoulli's probabilities saturate in float32 long before its logits do)
+        computes it from the parameters instead.
+        """
+        return self.loss(x, obs.mean)
+
     def recon_line(self, d: int, scale: float | None) -> tuple[float, float] | None:
         r"""Slope and intercept of :math:`\log p(x \mid z)` against the summed loss.
 
