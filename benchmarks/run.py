@@ -23,6 +23,11 @@ step) against ``vaelik default``, interleaved in the same way.
 Each cell reports the median ms/step over the timed steps, min–max, data
 points/s and the ratio of medians to ``hand``.
 
+Whole epoch (``benchmarks/epoch.py``): a Fashion-MNIST-sized MLP epoch (60,000
+images × 784, batching and the end-of-epoch metrics on train/val/test included)
+of vaelik's ``train_epochs`` against a hand-written PyTorch loop doing the same
+steps and metrics, whole epochs interleaved in shuffled order.
+
 Evaluation: IWAE log p(x) (K=1000, 2,000 test points, 784-d) by
 ``vaelik.inference.evaluate.iwae_log_px`` against a hand-written batched
 estimator, each in a fresh subprocess (time and peak RSS above the RSS before
@@ -334,6 +339,9 @@ def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
         g = poutine.trace(model.guide).get_trace(x, idx, num_data=n)
         poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, idx, num_data=n)
         sigma = model.likelihood.model_scale(x.shape[1], x).detach()
+        import resource
+
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         sampler = _RssSampler()
         tick = time.perf_counter()
         if which == "vaelik":
@@ -346,7 +354,10 @@ def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
             est = _hand_iwae(model.decoder, lambda xb: enc.head(enc.body(xb)), sigma, x, k)
         seconds = time.perf_counter() - tick
         peak = sampler.stop()
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"which": which, "seconds": seconds, "peak_mb": peak / 2**20,
+            "start_rss_mb": sampler.start_rss / 2**20,
+            "maxrss_mb": maxrss / 2**10, "maxrss_rise_mb": (maxrss - maxrss_before) / 2**10,
             "log_px": float(est.mean())}
 
 
@@ -398,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short run (fewer steps, smaller IWAE)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="timed steps per contender and cell")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "conv", "iwae", "demo"])
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["train", "conv", "epoch", "iwae", "demo"])
+    p.add_argument("--epochs", type=int, default=None,
+                   help="timed epochs per contender of the whole-epoch cell (default 3, --quick 1)")
     p.add_argument("--iwae-worker", choices=["hand", "vaelik"], help=argparse.SUPPRESS)
     p.add_argument("--iwae-n", type=int, default=2000, help=argparse.SUPPRESS)
     p.add_argument("--iwae-k", type=int, default=1000, help=argparse.SUPPRESS)
@@ -437,6 +451,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {r['data']} | {r['batch']} | {r['contender']} | {r['ms']:.2f} | "
                       f"{r['min']:.2f}–{r['max']:.2f} | {r['points_s']:,.0f} | "
                       f"{r['ratio']:.2f}× | {r['ratio_min']:.2f}× |", flush=True)
+    if "epoch" not in args.skip:
+        from epoch import time_epochs
+
+        epochs = args.epochs or (1 if args.quick else 3)
+        r = time_epochs(epochs=epochs)
+        print(f"\n# whole MLP epoch ({r['data']}; batch {r['batch']}, steps + end-of-epoch "
+              f"metrics on train/val/test; {epochs} epochs per contender, interleaved)")
+        print("\n| contender | s/epoch (median) | min–max | × hand |")
+        print("|---|---:|---:|---:|")
+        for name, label in (("hand", "hand-written PyTorch loop"),
+                            ("vaelik", "vaelik train_epochs (default step)")):
+            s = r["seconds"][name]
+            print(f"| {label} | {r['median'][name]:.2f} | {min(s):.2f}–{max(s):.2f} | "
+                  f"{r['median'][name] / r['median']['hand']:.2f}× |", flush=True)
+        st = r["step_median"]
+        print(f"\n# of which the steps (median): hand {st['hand']:.2f} s, vaelik {st['vaelik']:.2f} s; "
+              "the rest is the end-of-epoch metrics")
     if "iwae" not in args.skip:
         n, k = (200, 1000) if args.quick else (2000, 1000)
         repeats = 1 if args.quick else 3
