@@ -69,11 +69,11 @@ def load_splits(n_train: int = N_TRAIN, n_test: int = N_TEST) -> tuple[str, tupl
     return "synthetic k/255 of Fashion-MNIST's shape", fashion_like(n_train, n_test)
 
 
-def make_config(batch: int = 128):
-    """The configuration of the cell: the defaults, a Normal with a learned σ."""
+def make_config(batch: int = 128, **fields):
+    """The configuration of the cell: the defaults, a Normal with a learned σ (``fields`` override)."""
     from vaelik.inference import TrainConfig
 
-    return TrainConfig(likelihood="normal", scale="learned", batch_size=batch)
+    return TrainConfig(**{"likelihood": "normal", "scale": "learned", "batch_size": batch, **fields})
 
 
 def make_model(config, x_train: torch.Tensor):

@@ -335,9 +335,11 @@ def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
     with model.params(), torch.no_grad():
         from pyro import poutine
 
-        idx = torch.arange(n)
-        g = poutine.trace(model.guide).get_trace(x, idx, num_data=n)
-        poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, idx, num_data=n)
+        # create the parameters on a few rows (a trace of all n rows would leave freed
+        # pages of n × d tensors that the estimate then reuses unseen by the RSS)
+        idx = torch.arange(min(n, 128))
+        g = poutine.trace(model.guide).get_trace(x[idx], idx, num_data=n)
+        poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x[idx], idx, num_data=n)
         sigma = model.likelihood.model_scale(x.shape[1], x).detach()
         import resource
 
