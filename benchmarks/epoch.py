@@ -268,5 +268,7 @@ def time_epochs(epochs: int = 3, batch: int = 128, n_train: int = N_TRAIN,
              "vaelik": statistics.median(r["seconds"] for r in vaelik.rows if r["split"] == "train")}
     return {"data": f"{label}: {x_train.shape[0]:,} train + {x_val.shape[0]:,} val + "
                     f"{x_test.shape[0]:,} test × {x_train.shape[1]}",
+            "network": (f"MLP d-{config.hidden_dim}-{config.latent_dim}-{config.hidden_dim}-d "
+                        f"(the defaults), Normal with a learned sigma"),
             "batch": batch, "seconds": seconds, "median": med, "ratio": med["vaelik"] / med["hand"],
             "step_median": steps, "last": last}

@@ -458,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
 
         epochs = args.epochs or (1 if args.quick else 3)
         r = time_epochs(epochs=epochs)
-        print(f"\n# whole MLP epoch ({r['data']}; batch {r['batch']}, steps + end-of-epoch "
-              f"metrics on train/val/test; {epochs} epochs per contender, interleaved)")
+        print(f"\n# whole MLP epoch ({r['data']}; {r['network']}, batch {r['batch']}, steps + "
+              f"end-of-epoch metrics on train/val/test; {epochs} epochs per contender, interleaved)")
         print("\n| contender | s/epoch (median) | min–max | × hand |")
         print("|---|---:|---:|---:|")
         for name, label in (("hand", "hand-written PyTorch loop"),
