@@ -23,10 +23,19 @@ step) against ``vaelik default``, interleaved in the same way.
 Each cell reports the median ms/step over the timed steps, min–max, data
 points/s and the ratio of medians to ``hand``.
 
+Whole epoch (``benchmarks/epoch.py``): a Fashion-MNIST-sized MLP epoch (60,000
+images × 784, batching and the end-of-epoch metrics on train/val/test included)
+of vaelik's ``train_epochs`` against a hand-written PyTorch loop doing the same
+steps and metrics, whole epochs interleaved in shuffled order.
+
 Evaluation: IWAE log p(x) (K=1000, 2,000 test points, 784-d) by
 ``vaelik.inference.evaluate.iwae_log_px`` against a hand-written batched
 estimator, each in a fresh subprocess (time and peak RSS above the RSS before
 the estimate, sampled from ``/proc/self/statm``).
+
+IWAE on 10,000 test points (``--skip iwae10k`` leaves it out): ``iwae_log_px``
+alone, K=1000, 10,000 × 784, in a fresh process: seconds, RSS before, the peak
+rise (sampled) and the process's ``ru_maxrss`` (its high-water mark).
 
 Demo: ``vaelik demo`` end to end in a subprocess with ``--epochs`` small.
 """
@@ -330,10 +339,15 @@ def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
     with model.params(), torch.no_grad():
         from pyro import poutine
 
-        idx = torch.arange(n)
-        g = poutine.trace(model.guide).get_trace(x, idx, num_data=n)
-        poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, idx, num_data=n)
+        # create the parameters on a few rows (a trace of all n rows would leave freed
+        # pages of n × d tensors that the estimate then reuses unseen by the RSS)
+        idx = torch.arange(min(n, 128))
+        g = poutine.trace(model.guide).get_trace(x[idx], idx, num_data=n)
+        poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x[idx], idx, num_data=n)
         sigma = model.likelihood.model_scale(x.shape[1], x).detach()
+        import resource
+
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         sampler = _RssSampler()
         tick = time.perf_counter()
         if which == "vaelik":
@@ -346,7 +360,10 @@ def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
             est = _hand_iwae(model.decoder, lambda xb: enc.head(enc.body(xb)), sigma, x, k)
         seconds = time.perf_counter() - tick
         peak = sampler.stop()
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"which": which, "seconds": seconds, "peak_mb": peak / 2**20,
+            "start_rss_mb": sampler.start_rss / 2**20,
+            "maxrss_mb": maxrss / 2**10, "maxrss_rise_mb": (maxrss - maxrss_before) / 2**10,
             "log_px": float(est.mean())}
 
 
@@ -398,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="short run (fewer steps, smaller IWAE)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="timed steps per contender and cell")
-    p.add_argument("--skip", nargs="*", default=[], choices=["train", "conv", "iwae", "demo"])
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["train", "conv", "epoch", "iwae", "iwae10k", "demo"])
+    p.add_argument("--epochs", type=int, default=None,
+                   help="timed epochs per contender of the whole-epoch cell (default 3, --quick 1)")
     p.add_argument("--iwae-worker", choices=["hand", "vaelik"], help=argparse.SUPPRESS)
     p.add_argument("--iwae-n", type=int, default=2000, help=argparse.SUPPRESS)
     p.add_argument("--iwae-k", type=int, default=1000, help=argparse.SUPPRESS)
@@ -437,6 +457,23 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {r['data']} | {r['batch']} | {r['contender']} | {r['ms']:.2f} | "
                       f"{r['min']:.2f}–{r['max']:.2f} | {r['points_s']:,.0f} | "
                       f"{r['ratio']:.2f}× | {r['ratio_min']:.2f}× |", flush=True)
+    if "epoch" not in args.skip:
+        from epoch import time_epochs
+
+        epochs = args.epochs or (1 if args.quick else 3)
+        r = time_epochs(epochs=epochs)
+        print(f"\n# whole MLP epoch ({r['data']}; {r['network']}, batch {r['batch']}, steps + "
+              f"end-of-epoch metrics on train/val/test; {epochs} epochs per contender, interleaved)")
+        print("\n| contender | s/epoch (median) | min–max | × hand |")
+        print("|---|---:|---:|---:|")
+        for name, label in (("hand", "hand-written PyTorch loop"),
+                            ("vaelik", "vaelik train_epochs (default step)")):
+            s = r["seconds"][name]
+            print(f"| {label} | {r['median'][name]:.2f} | {min(s):.2f}–{max(s):.2f} | "
+                  f"{r['median'][name] / r['median']['hand']:.2f}× |", flush=True)
+        st = r["step_median"]
+        print(f"\n# of which the steps (median): hand {st['hand']:.2f} s, vaelik {st['vaelik']:.2f} s; "
+              "the rest is the end-of-epoch metrics")
     if "iwae" not in args.skip:
         n, k = (200, 1000) if args.quick else (2000, 1000)
         repeats = 1 if args.quick else 3
@@ -448,6 +485,20 @@ def main(argv: list[str] | None = None) -> int:
         for r in time_iwae(n, k, args.threads, repeats):
             print(f"| {r['contender']} | {r['seconds']:.2f} | {r['min']:.2f}–{r['max']:.2f} | "
                   f"{r['ratio']:.2f}× | {r['peak_mb']:.0f} | {r['log_px']:.2f} |", flush=True)
+    if "iwae10k" not in args.skip:
+        n = 1000 if args.quick else 10000
+        out = subprocess.run(
+            [sys.executable, __file__, "--iwae-worker", "vaelik", "--iwae-n", str(n),
+             "--iwae-k", "1000", "--threads", str(args.threads)],
+            capture_output=True, text=True, check=True, cwd=ROOT)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"\n# IWAE log p(x) of a Fashion-MNIST-sized test set: K=1000, {n:,} points, 784-d, "
+              "vaelik iwae_log_px in a fresh process")
+        print("\n| seconds | RSS before MB | peak RSS rise MB (sampled) | ru_maxrss rise MB | "
+              "process ru_maxrss MB |")
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| {r['seconds']:.1f} | {r['start_rss_mb']:.0f} | {r['peak_mb']:.0f} | "
+              f"{r['maxrss_rise_mb']:.0f} | {r['maxrss_mb']:.0f} |", flush=True)
     if "demo" not in args.skip:
         epochs = 1 if args.quick else 3
         d = time_demo(epochs, args.threads)

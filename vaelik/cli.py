@@ -97,14 +97,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--resume continues with the configuration stored in the run; drop "
                 f"{', '.join(extra)} (or train a new run with --out)")
-        result = resume(args.resume, progress=not args.quiet)
+        result = resume(args.resume, progress=not args.quiet, tensorboard=args.tensorboard)
     else:
         if args.out is None:
             raise InputError("--out RUN_DIR is required (or --resume RUN_DIR)")
         config = _config_from_args(args)
         if config.name is None:
             config.name = os.path.basename(os.path.normpath(args.out))
-        result = fit(config, args.out, progress=not args.quiet, overwrite=args.overwrite)
+        result = fit(config, args.out, progress=not args.quiet, overwrite=args.overwrite,
+                     tensorboard=args.tensorboard)
     if not args.quiet:
         e = result.evaluation
         scale = f", scale {e['scale']:.4g}" if e.get("scale") is not None else ""
@@ -306,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary (the warning that a run did not converge is "
                         "still printed)")
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also write each epoch's metrics.csv rows as TensorBoard scalars into DIR "
+                        "(needs pip install 'vaelik[tensorboard]'; not part of the configuration)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="(re)write eval.json of a run")

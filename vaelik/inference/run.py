@@ -49,7 +49,13 @@ from vaelik.inference.data import Dataset, load_data
 from vaelik.inference.data.dequantise import dequantise_dataset, needs_dequantisation
 from vaelik.inference.schedules import make_schedule
 from vaelik.inference.stopping import EarlyStopping
-from vaelik.inference.svi import NonFiniteLoss, Trainer, create_params, train_epochs
+from vaelik.inference.svi import (
+    NonFiniteLoss,
+    Trainer,
+    create_params,
+    require_tensorboard,
+    train_epochs,
+)
 from vaelik.models import LocationScaleLikelihood, Model, build_model, get_likelihood
 from vaelik.rundir import (
     CHECKPOINT_FILE,
@@ -251,6 +257,7 @@ def fit(
     progress: bool = True,
     overwrite: bool = False,
     evaluate: bool = True,
+    tensorboard: str | os.PathLike | None = None,
 ) -> FitResult:
     """Fit a model with SVI and (if ``out`` is given) write its run directory.
 
@@ -267,6 +274,10 @@ def fit(
         Replace a run already in ``out``.
     evaluate : bool
         Run the final evaluation (IWAE log p(x), MI, ...) and write ``eval.json``.
+    tensorboard : path, optional
+        Also write every epoch's ``metrics.csv`` rows as TensorBoard scalars into
+        this folder (``pip install 'vaelik[tensorboard]'``); not part of the run's
+        configuration.
 
     Returns
     -------
@@ -275,8 +286,8 @@ def fit(
     Raises
     ------
     InputError
-        Bad configuration, data or device, an output folder inside another run
-        or a sweep, or one in use by another process: nothing is written, and an
+        Bad configuration, data or device, ``tensorboard`` without its package,
+        an output folder inside another run or a sweep, or one in use by another process: nothing is written, and an
         old run in ``out`` is kept (with ``overwrite`` it is replaced only once
         the new run has been set up).
     DivergenceError
@@ -289,9 +300,12 @@ def fit(
     >>> result = fit(TrainConfig(data="digits", likelihood="normal", scale="learned",
     ...                          epochs=2), progress=False)
     """
+    if tensorboard is not None:
+        require_tensorboard()
     data, model = build(config)
     if out is None:
-        return _train(config, data, model, None, progress=progress, evaluate=evaluate)
+        return _train(config, data, model, None, progress=progress, evaluate=evaluate,
+                      tensorboard=tensorboard)
     check_new_run_dir(out)
     fp = fingerprint(config, data)
     created = not os.path.lexists(out)
@@ -314,7 +328,8 @@ def fit(
                 if not overwrite:  # a run that appeared since the check above
                     prepare_run_dir(run_dir)
                 return _train(config, data, model, run_dir, progress=progress,
-                              evaluate=evaluate, on_start=start, fingerprint=fp)
+                              evaluate=evaluate, on_start=start, fingerprint=fp,
+                              tensorboard=tensorboard)
             except BaseException:
                 if created and not started:  # our own empty folder: its lock goes, held
                     (run_dir / LOCK_FILE).unlink(missing_ok=True)
@@ -325,7 +340,8 @@ def fit(
                 run_dir.rmdir()
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True) -> FitResult:
+def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True,
+           tensorboard: str | os.PathLike | None = None) -> FitResult:
     """Continue a run from its last checkpoint with the configuration stored in it.
 
     Holds the run directory's lock (:func:`vaelik.rundir.lock.hold_run_dir`)
@@ -339,6 +355,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True)
         since the run started (its fingerprint), or a run in use by another
         process. Nothing in the folder is changed then.
     """
+    if tensorboard is not None:  # the scalars of the epochs it trains, as fit's
+        require_tensorboard()
     run_dir = Path(run_dir)
     stored = _read_stored(run_dir)
     config = TrainConfig.from_stored(stored)
@@ -350,7 +368,8 @@ def resume(run_dir: str | Path, *, progress: bool = True, evaluate: bool = True)
     with hold_run_dir(run_dir, command="resume"):
         _same_snapshot(run_dir, before)
         return _train(config, data, model, run_dir, progress=progress, evaluate=evaluate,
-                      checkpoint=checkpoint, on_start=lambda: _resumed(run_dir), fingerprint=fp)
+                      checkpoint=checkpoint, on_start=lambda: _resumed(run_dir), fingerprint=fp,
+                      tensorboard=tensorboard)
 
 
 def _refuse_completed(run_dir: Path) -> None:
@@ -439,6 +458,7 @@ def _train(
     checkpoint: dict[str, Any] | None = None,
     on_start: Callable[[], None] | None = None,
     fingerprint: dict[str, Any] | None = None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> FitResult:
     """The SVI loop with the run directory around it.
 
@@ -492,7 +512,7 @@ def _train(
                          last=config.epochs, rows=rows, x_val=x_val, stopper=stopper,
                          schedule=schedule, on_epoch=save, progress=progress,
                          desc=config.name or f"{config.likelihood}/{config.scale}",
-                         metrics_seed=config.seed)
+                         metrics_seed=config.seed, tensorboard=tensorboard)
             if rows:
                 save(int(rows[-1]["epoch"]), rows, final=True)
         except KeyboardInterrupt:

@@ -11,7 +11,8 @@ set-up are :class:`Trainer`, which ``benchmarks/run.py`` drives too
 (``docs/performance.md``); :func:`train_epochs` is the epoch loop over it, with
 the end-of-epoch metrics, the divergence check, early stopping on the validation
 ELBO (:mod:`vaelik.inference.stopping`) and the learning-rate schedule
-(:mod:`vaelik.inference.schedules`). The run around the loop
+(:mod:`vaelik.inference.schedules`), the progress bar (:func:`progress_bar`) and
+optional TensorBoard scalars (:func:`tensorboard_writer`). The run around the loop
 (run directory, checkpoints, RNG state, resume, evaluation) is
 :mod:`vaelik.inference.run`.
 """
@@ -19,6 +20,7 @@ ELBO (:mod:`vaelik.inference.stopping`) and the learning-rate schedule
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from typing import Any
 import pyro
 import torch
 
-from vaelik.errors import DivergenceError
+from vaelik.errors import DivergenceError, InputError
 from vaelik.inference.config import TrainConfig
 from vaelik.inference.elbo import guide_and_model_traces, make_elbo
 from vaelik.inference.schedules import Schedule
@@ -35,8 +37,9 @@ from vaelik.inference.stopping import EarlyStopping
 from vaelik.inference.terms import split_metrics
 from vaelik.models import Model
 
-__all__ = ["CUDA_SYNC_EVERY", "METRICS_SEED_OFFSET", "NonFiniteLoss", "Trainer", "create_params", "epoch_metrics",
-           "train_epochs"]
+__all__ = ["CUDA_SYNC_EVERY", "METRICS_SEED_OFFSET", "NonFiniteLoss", "TENSORBOARD_EXTRA", "Trainer",
+           "create_params", "epoch_metrics", "progress_bar", "progress_postfix", "require_tensorboard",
+           "tensorboard_writer", "train_epochs", "write_scalars"]
 
 #: on CUDA, read the device-side finiteness flag every this many steps
 CUDA_SYNC_EVERY = 25
@@ -45,6 +48,14 @@ CUDA_SYNC_EVERY = 25
 METRICS_SEED_OFFSET = 7919
 #: what the divergence error suggests (not written into the run's status)
 DIVERGENCE_ADVICE = "; lower --lr, use --optimizer clipped-adam, or raise --min-scale"
+#: the pip extra that installs TensorBoard (``--tensorboard``)
+TENSORBOARD_EXTRA = "vaelik[tensorboard]"
+#: the progress bar when early stopping may end the run before ``--epochs``: the total
+#: and the time left are upper bounds (tqdm's ETA assumes every epoch runs)
+BAR_AT_MOST = ("{l_bar}{bar}| {n_fmt} of at most {total_fmt} epochs "
+               "[{elapsed}, at most {remaining} left, {rate_fmt}{postfix}]")
+#: the progress bar when every epoch up to ``--epochs`` runs
+BAR_EXACT = "{l_bar}{bar}| {n_fmt}/{total_fmt} epochs [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 def _off_rng_stream(device: torch.device):
@@ -198,6 +209,76 @@ def epoch_metrics(model: Model, x: torch.Tensor, seed: int) -> dict[str, float]:
         return split_metrics(model, x)
 
 
+def progress_bar(first: int, last: int, *, early_stopping: bool, desc: str | None = None,
+                 disable: bool = False):
+    """The per-epoch progress bar of :func:`train_epochs` (tqdm, on stderr).
+
+    Its total is ``last`` (``--epochs``) and it starts at ``first - 1`` (a resumed
+    run), so tqdm's rate and time left count only the epochs of this process.
+    With ``early_stopping`` the run may end sooner: the bar says "at most" for the
+    total and the time left (:data:`BAR_AT_MOST`), which are then upper bounds.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(range(first, last + 1), desc=desc, disable=disable, leave=False, unit="epoch",
+                initial=first - 1, total=last,
+                bar_format=BAR_AT_MOST if early_stopping else BAR_EXACT)
+
+
+def progress_postfix(epoch_rows: dict[str, dict[str, Any]],
+                     stopper: EarlyStopping | None = None) -> dict[str, str]:
+    """What the bar shows after an epoch: its validation ELBO (else test), the scale, the best epoch.
+
+    ``epoch_rows`` maps a split to the epoch's row; the scale is that row's
+    (the learned σ or b, the RMS of per-dimension or predicted scales); ``best``
+    is the early-stopping best epoch when there is a validation split.
+    """
+    split = "val" if "val" in epoch_rows else "test"
+    row = epoch_rows[split]
+    postfix = {f"{split}_elbo": f"{row['elbo']:.2f}"}
+    if row.get("scale") is not None:
+        postfix["scale"] = f"{row['scale']:.4g}"
+    if stopper is not None and split == "val" and stopper.best_epoch:
+        postfix["best"] = str(stopper.best_epoch)
+    return postfix
+
+
+def require_tensorboard() -> type:
+    """``torch.utils.tensorboard.SummaryWriter``, imported now.
+
+    Raises
+    ------
+    InputError
+        The ``tensorboard`` package is not installed (the one line says how to get it).
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError(f"--tensorboard needs the tensorboard package, which is not installed; "
+                         f"pip install '{TENSORBOARD_EXTRA}' (or drop --tensorboard)") from None
+    return SummaryWriter
+
+
+def tensorboard_writer(log_dir: str | os.PathLike):
+    """A ``SummaryWriter`` that writes event files into ``log_dir`` (:func:`require_tensorboard`)."""
+    return require_tensorboard()(log_dir=os.fspath(log_dir))
+
+
+def write_scalars(writer, rows: list[dict[str, Any]]) -> None:
+    """Write metric ``rows`` (those of ``metrics.csv``) as TensorBoard scalars, then flush.
+
+    Each number of a row becomes the scalar ``"{split}/{column}"`` at step
+    ``epoch`` (e.g. ``val/elbo``, ``train/scale``, ``test/seconds``); a missing
+    scale (a family without one) is left out.
+    """
+    for row in rows:
+        for key, value in row.items():
+            if key in ("epoch", "split") or value is None:
+                continue
+            writer.add_scalar(f"{row['split']}/{key}", float(value), global_step=int(row["epoch"]))
+    writer.flush()
+
+
 def train_epochs(
     trainer: Trainer,
     model: Model,
@@ -215,6 +296,7 @@ def train_epochs(
     progress: bool = False,
     desc: str | None = None,
     metrics_seed: int = 0,
+    tensorboard: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Train epochs ``first .. last`` (1-based, inclusive) or until early stopping; return the rows.
 
@@ -254,11 +336,18 @@ def train_epochs(
     on_epoch : callable, optional
         Called after each epoch with the epoch number and all rows.
     progress : bool
-        Show a progress bar on stderr (``desc`` its label).
+        Show a progress bar on stderr (``desc`` its label; :func:`progress_bar`):
+        epochs done of ``last``, the epoch's validation ELBO (test ELBO without a
+        validation split), the scale, the best epoch, and tqdm's time left ("at
+        most" when early stopping may end the run sooner).
     metrics_seed : int
         The end-of-epoch metrics of the i-th split (train, val, test) use the
         same z draws every epoch, from seed ``metrics_seed + METRICS_SEED_OFFSET + i``
         (:func:`epoch_metrics`).
+    tensorboard : path, optional
+        Also write each epoch's rows as TensorBoard scalars into this folder
+        (:func:`write_scalars`); the writer is opened at the first epoch. Needs
+        the ``tensorboard`` package (:func:`require_tensorboard`).
 
     Returns
     -------
@@ -271,8 +360,6 @@ def train_epochs(
         A non-finite loss in a step (the optimiser did not step on it) or in the
         end-of-epoch metrics; ``rows`` then ends at the last finite epoch.
     """
-    from tqdm.auto import tqdm
-
     device = x_train.device
     n_train = x_train.shape[0]
     steps = n_train // trainer.batch  # full batches only: the plate scale N/B is fixed (JIT-safe)
@@ -282,8 +369,9 @@ def train_epochs(
     splits.append(("test", x_test))
     if stopper is not None and stopper.stopped:
         first = last + 1
-    bar = tqdm(range(first, last + 1), desc=desc, disable=not progress, leave=False,
-               unit="epoch", initial=first - 1, total=last)
+    early = stopper is not None and stopper.patience > 0 and len(splits) == 3
+    bar = progress_bar(first, last, early_stopping=early, desc=desc, disable=not progress)
+    writer = None
     try:
         for epoch in bar:
             tick = time.perf_counter()
@@ -307,15 +395,17 @@ def train_epochs(
                 stop = stopper.update(epoch, val_elbo, trainer.names, trainer.params)
             if schedule is not None:
                 schedule.step(epoch, val_elbo)
-            test_row = epoch_rows["test"]
-            postfix = {"test_elbo": f"{test_row['elbo']:.2f}"}
-            if test_row["scale"] is not None:
-                postfix["scale"] = f"{test_row['scale']:.4f}"
-            bar.set_postfix(postfix)
+            bar.set_postfix(progress_postfix(epoch_rows, stopper))
+            if tensorboard is not None:
+                if writer is None:
+                    writer = tensorboard_writer(tensorboard)
+                write_scalars(writer, list(epoch_rows.values()))
             if on_epoch is not None:
                 on_epoch(epoch, rows)
             if stop:
                 break
     finally:
         bar.close()
+        if writer is not None:
+            writer.close()
     return rows

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyro
 import torch
 
 from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
@@ -113,6 +114,8 @@ def _scale_site(s, scale: torch.Tensor) -> str | None:
 
 def compact_scale(scale: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Reduce a broadcast scale to its true shape: () global, (d,) per-dim, or (n, d)."""
+    if scale.numel() == 1:  # a global scale kept unbroadcast: nothing to compare
+        return scale.reshape(-1)[0]
     scale = scale.expand(shape)
     if bool((scale == scale.reshape(-1)[0]).all()):
         return scale.reshape(-1)[0]
@@ -156,6 +159,9 @@ def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str,
     ``x`` is processed in chunks of ``chunk`` rows to bound memory; with
     ``scale="optimal"`` the scale is the ML value of each chunk; a scale that is
     a global latent (Bayesian) is reported as its posterior mean :math:`\mathbb E_q[\sigma]`.
+    Distribution validation is off here (it only reads: the numbers are the same):
+    the data were checked when loaded, and re-checking every chunk's
+    ``(rows, d)`` decoder outputs and data cost ~6 % of a 784-d epoch.
     """
     n = x.shape[0]
     sums = torch.zeros(5, dtype=torch.float64, device=x.device)
@@ -164,7 +170,8 @@ def split_metrics(model: Model, x: torch.Tensor, chunk: int = 8192) -> dict[str,
     global_kl = None
     posterior = None
     for start in range(0, n, chunk):
-        t = elbo_terms(model, x[start : start + chunk])
+        with pyro.validation_enabled(False):
+            t = elbo_terms(model, x[start : start + chunk])
         rows = t.recon.shape[0]
         sums += torch.stack(
             [
