@@ -210,3 +210,12 @@ def test_scale_bound_messages_name_the_flags_that_were_set():
     # a fixed scale has no initial value: a large floor is no error there
     TrainConfig(min_scale=2.0, scale=0.1).check()
     TrainConfig(min_scale=2.0, init_scale=3.0).check()
+
+
+def test_iwae_samples_has_an_upper_bound():
+    """K = 10**12 was accepted and the final evaluation never finished (hostile re-run)."""
+    from vaelik.config import IWAE_SAMPLES_BELOW
+
+    TrainConfig(iwae_samples=IWAE_SAMPLES_BELOW - 1).check()
+    with pytest.raises(InputError, match="iwae-samples must be an integer from 1 to 1000000"):
+        TrainConfig(iwae_samples=10**12).check()
