@@ -1,0 +1,44 @@
+"""Cases of the hostile re-run of issue 13 (docs/hostile-rerun.md) that found a bug.
+
+Each test failed before its fix: bad input that exited 1 ("internal error"), printed
+more than one line, or named the wrong thing.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaelik.errors import InputError
+from vaelik.inference.data.arrays import scale_array
+from vaelik.inference.data.files import read_data_file
+
+
+@pytest.mark.parametrize("member", ["x.npy", "readme.txt"])
+def test_npz_member_that_is_not_npy_is_input_error(tmp_path: Path, member: str) -> None:
+    path = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member, b"hello world")
+    with pytest.raises(InputError, match="is not a .npy array"):
+        read_data_file(str(path), None, [])
+
+
+def test_empty_npy_is_not_called_an_npz(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npy"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match=r"the \.npy file is damaged") as info:
+        read_data_file(str(path), None, [])
+    assert ".npz" not in str(info.value)
+
+
+def test_float16_data_scale_without_a_warning() -> None:
+    x = np.full((4, 3), 6e4, dtype=np.float16)  # near float16's maximum, well inside float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values, _, levels = scale_array(x, "f16")
+    assert values.dtype == np.float32 and levels is None
+    np.testing.assert_allclose(values, 6e4, rtol=1e-3)
