@@ -6,6 +6,7 @@ more than one line, or named the wrong thing.
 
 from __future__ import annotations
 
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -42,3 +43,30 @@ def test_float16_data_scale_without_a_warning() -> None:
         values, _, levels = scale_array(x, "f16")
     assert values.dtype == np.float32 and levels is None
     np.testing.assert_allclose(values, 6e4, rtol=1e-3)
+
+
+def test_grid_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from vaelik.sweep import load_grid
+
+    fifo = tmp_path / "grid.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    with pytest.raises(InputError, match="not a regular file"):
+        load_grid(fifo)
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_sweep_folder_in_a_run_directory_is_refused_before_writing(tmp_path: Path,
+                                                                    inside: bool) -> None:
+    from vaelik.sweep import run_sweep
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "status").write_text("completed\n")
+    before = sorted(p.name for p in run.iterdir())
+    grid = tmp_path / "g.toml"
+    grid.write_text('data = "ppca"\nepochs = 1\n[grid]\nseed = [0]\n')
+    out = run / "sw" if inside else run
+    with pytest.raises(InputError, match="run directory"):
+        run_sweep(grid, out, jobs=1)
+    assert sorted(p.name for p in run.iterdir()) == before
