@@ -70,3 +70,35 @@ def test_sweep_folder_in_a_run_directory_is_refused_before_writing(tmp_path: Pat
     with pytest.raises(InputError, match="run directory"):
         run_sweep(grid, out, jobs=1)
     assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 29.8 GiB for an array with shape (1000000000, 4)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"),
+])
+def test_out_of_memory_is_exit_2_with_one_line(monkeypatch, capsys, error: Exception) -> None:
+    from vaelik import cli
+
+    def boom(args):
+        raise error
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["evaluate"].set_defaults(func=boom)
+    assert cli.main(["evaluate", "somewhere"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vaelik: error: out of memory")
+
+
+def test_other_runtime_error_is_still_an_internal_error(monkeypatch, capsys) -> None:
+    from vaelik import cli
+
+    def boom(args):
+        raise RuntimeError("something else")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["evaluate"].set_defaults(func=boom)
+    monkeypatch.delenv("VAELIK_DEBUG", raising=False)
+    assert cli.main(["evaluate", "somewhere"]) == 1
+    assert "internal error: RuntimeError: something else" in capsys.readouterr().err
