@@ -376,6 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def _memory_line(e: BaseException) -> str:
+    """One line for a data set or model too large for the memory (exit code 2)."""
+    first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+    return (f"out of memory ({first}); the data or the model is too large for this machine: "
+            "lower --data-opt n, --latent-dim, --hidden-dim, --batch-size or --iwae-samples")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vaelik`` console script."""
     parser = build_parser()
@@ -401,10 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vaelik: {'terminated (SIGTERM)' if terminated else 'interrupted'}",
               file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except MemoryError as e:  # numpy's allocation failure: data or model too large
+        print(f"vaelik: error: {_memory_line(e)}", file=sys.stderr)
+        return EXIT_INPUT
     except OSError as e:  # an output that cannot be written, a file that cannot be read
         print(f"vaelik: error: {_os_error_line(e)}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as e:  # noqa: BLE001 - the last line of defence against tracebacks
+        if isinstance(e, RuntimeError) and _is_out_of_memory(e):  # torch's, CPU or CUDA
+            print(f"vaelik: error: {_memory_line(e)}", file=sys.stderr)
+            return EXIT_INPUT
         if os.environ.get("VAELIK_DEBUG"):
             raise
         msg = (str(e).splitlines() or [""])[0]

@@ -27,6 +27,7 @@ from filelock import FileLock, Timeout
 
 from vaelik.errors import InputError
 from vaelik.rundir import Status, atomic_write_bytes, read_status
+from vaelik.rundir.lock import is_run_dir
 from vaelik.sweep.grid import Grid, SweepRun, expand, grid_to_toml, load_grid
 from vaelik.sweep.table import SweepTable
 from vaelik.sweep.worker import RunOutcome, same_config
@@ -167,6 +168,17 @@ def _lock_folder(out: Path) -> FileLock:
     return lock
 
 
+def _check_not_in_run(out: Path) -> None:
+    """Refuse a sweep folder that is a run directory or lies inside one."""
+    full = Path(os.path.abspath(out))
+    for folder in (full, *full.parents):
+        if is_run_dir(folder):
+            shown = folder if out.is_absolute() else os.path.relpath(folder)
+            where = "is" if folder == full else "is inside"
+            raise InputError(f"sweep folder {out} {where} the run directory {shown}; choose a "
+                             "--out outside any run")
+
+
 def run_sweep(
     grid: Grid | str | os.PathLike,
     out: str | os.PathLike,
@@ -236,7 +248,8 @@ def run_sweep(
     _check_count("jobs", jobs)
     _check_count("threads", threads)
     expansion = expand(grid)
-    _check_grid_copy(Path(out))  # before the folder is created or anything written
+    _check_not_in_run(Path(out))  # before the folder is created or anything written
+    _check_grid_copy(Path(out))
     out = _sweep_folder(out)
     notes = list(expansion.notes)
     start = time.perf_counter()

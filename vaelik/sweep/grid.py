@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,13 @@ def load_grid(path: str | os.PathLike) -> Grid:
         Missing or unreadable file, invalid TOML, unknown keys, an empty grid.
     """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None  # reported by the read below
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # a FIFO would block for ever, a device never end
+        raise InputError(f"grid file {path} is not a regular file; give a TOML file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -108,7 +108,8 @@ def scale_array(x: np.ndarray, name: str) -> tuple[np.ndarray, str, int | None]:
         levels = top + 1 if top > 0 else 2
         return scale_levels(x, levels), f"integers divided by their maximum ({levels - 1})", levels
     if np.issubdtype(x.dtype, np.floating):
-        big = np.abs(x) > _F32_MAX
+        # only wider types can exceed float32 (comparing float16 to _F32_MAX overflows the cast)
+        big = np.abs(x) > _F32_MAX if x.dtype.itemsize > 4 else np.zeros(x.shape, bool)
         if big.any():
             row = int(np.nonzero(big.reshape(x.shape[0], -1).any(1))[0][0])
             raise InputError(

@@ -36,7 +36,13 @@ def _read_npz(path: str, f: BinaryIO, key: str | None) -> np.ndarray:
                 f"{path} has no array {key!r}; it has: {', '.join(keys) or 'none'}; "
                 "choose one with --data-key NAME"
             )
-        return archive[key]
+        value = archive[key]
+        if not isinstance(value, np.ndarray):  # a member that is not a .npy (numpy returns its bytes)
+            raise InputError(
+                f"cannot read data file {path}: its member {key!r} is not a .npy array; "
+                "save the arrays with numpy.savez"
+            )
+        return value
 
 
 def _read_numpy(path: str, key: str | None, kind: str) -> np.ndarray:
@@ -49,8 +55,9 @@ def _read_numpy(path: str, key: str | None, kind: str) -> np.ndarray:
     except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        what = "the .npz archive" if kind == ".npz" else "the .npy file"
         raise InputError(
-            f"cannot read data file {path}: the .npz archive is damaged ({e or type(e).__name__}"
+            f"cannot read data file {path}: {what} is damaged ({e or type(e).__name__}"
             "); it is truncated or corrupted: copy or save it again"
         ) from None
     except (OSError, ValueError) as e:
