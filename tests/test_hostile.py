@@ -102,3 +102,17 @@ def test_other_runtime_error_is_still_an_internal_error(monkeypatch, capsys) -> 
     monkeypatch.delenv("VAELIK_DEBUG", raising=False)
     assert cli.main(["evaluate", "somewhere"]) == 1
     assert "internal error: RuntimeError: something else" in capsys.readouterr().err
+
+
+def test_huge_integers_are_one_input_error():
+    """n = 10**30 failed inside numpy (exit 1); lr = 10**400 raised OverflowError in check()."""
+    import pytest as _pytest
+
+    from vaelik.config import TrainConfig
+    from vaelik.errors import InputError
+    from vaelik.inference import load_data
+
+    with _pytest.raises(InputError, match="data option n of 'ppca' must be an integer from 2 to"):
+        load_data("ppca", options={"n": 10**30})
+    with _pytest.raises(InputError, match="lr must be a positive finite number"):
+        TrainConfig(lr=10**400).check()

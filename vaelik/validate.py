@@ -42,6 +42,8 @@ def check_positive(name: str, value: Any) -> float:
         raise InputError(f"{name} must be a positive number, got {value!r}")
     try:
         number = float(value)
+    except OverflowError:  # an int beyond float's range, e.g. 10**400
+        raise InputError(f"{name} must be a positive finite number, got {value!r}") from None
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a positive number, got {value!r}") from None
     if not math.isfinite(number) or number <= 0:

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 from vaelik.errors import InputError
 from vaelik.rundir import Status, atomic_write_bytes, read_status
 from vaelik.rundir.lock import is_run_dir
-from vaelik.sweep.grid import Grid, SweepRun, expand, grid_to_toml, load_grid
+from vaelik.sweep.grid import Grid, SweepRun, check_run, expand, grid_to_toml, load_grid
 from vaelik.sweep.table import SweepTable
 from vaelik.sweep.worker import RunOutcome, same_config
 from vaelik.validate import check_int
@@ -227,7 +227,8 @@ def run_sweep(
     Raises
     ------
     InputError
-        A bad grid, an unusable output folder, a folder in use by another sweep.
+        A bad grid or grid row (every row is checked before anything is written),
+        an unusable output folder, a folder in use by another sweep.
     SweepInterrupted
         A ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM with the local backend) after
         a clean stop: running runs are marked ``interrupted`` and ``sweep.csv``
@@ -248,6 +249,13 @@ def run_sweep(
     _check_count("jobs", jobs)
     _check_count("threads", threads)
     expansion = expand(grid)
+    # every row is checked before anything is written: a bad row is bad input, not a failed run
+    invalid = [(run.name, problem) for run in expansion.runs if (problem := check_run(run))]
+    if invalid:
+        name, problem = invalid[0]
+        more = (f" ({len(invalid) - 1} more invalid rows; `vaelik sweep --dry-run` lists them)"
+                if len(invalid) > 1 else "")
+        raise InputError(f"grid row {name}: {problem}{more}; nothing was run")
     _check_not_in_run(Path(out))  # before the folder is created or anything written
     _check_grid_copy(Path(out))
     out = _sweep_folder(out)

@@ -69,8 +69,15 @@ def resolve_options(name: str, options: dict[str, Any], defaults: dict[str, Any]
     lows = {"n": 2, "n_test": 1, "subset_seed": 0, "d": 1, "k": 1, "data_seed": 0}
     for key, low in lows.items():
         if key in params and params[key] is not None:
-            params[key] = check_int(f"data option {key} of {name!r}", _as_int(params[key]), low)
+            params[key] = check_int(f"data option {key} of {name!r}", _as_int(params[key]), low,
+                                    OPTION_BELOW.get(key))
     return params
+
+
+#: upper bounds (exclusive) of the integer data options: beyond them numpy cannot even allocate
+#: the array (n = 10**30 failed deep inside numpy); the seeds take numpy's 32-bit range
+OPTION_BELOW = {"n": 10**9, "n_test": 10**9, "d": 10**6, "k": 10**6, "subset_seed": 2**32,
+                "data_seed": 2**32}
 
 
 def subset_params(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
