@@ -116,3 +116,24 @@ def test_huge_integers_are_one_input_error():
         load_data("ppca", options={"n": 10**30})
     with _pytest.raises(InputError, match="lr must be a positive finite number"):
         TrainConfig(lr=10**400).check()
+
+
+def test_evaluate_refuses_a_run_without_a_status_and_shortens_a_long_one(tmp_path, capsys):
+    """A run with no status file was evaluated (exit 0); a status of bytes was quoted whole."""
+    from vaelik.cli import main
+    from vaelik.config import TrainConfig
+    from vaelik.inference import fit
+
+    run = tmp_path / "run"
+    fit(TrainConfig(data="ppca", data_options={"n": 200}, epochs=1, hidden_dim=8, latent_dim=2,
+                    iwae_samples=2), run, progress=False)
+    (run / "status").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no status file" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    (run / "status").write_text("x" * 4000 + "\n")
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x" * 78 not in err and "x" * 77 + "..." in err

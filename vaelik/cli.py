@@ -170,9 +170,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vaelik.rundir import Status, read_status
 
     status = read_status(args.run)
-    if status is not None and status != Status.COMPLETED:
+    if status is None and os.path.isfile(os.path.join(args.run, "config.json")):
         raise InputError(
-            f"run {args.run} is not completed (status: {status}); finish it first with "
+            f"run {args.run} has no status file, so it may not have finished; finish it with "
+            f"`vaelik train --resume {args.run}` or train it again with --overwrite")
+    if status is not None and status != Status.COMPLETED:
+        shown = status if len(status) <= 80 else status[:77] + "..."
+        raise InputError(
+            f"run {args.run} is not completed (status: {shown}); finish it first with "
             f"`vaelik train --resume {args.run}`")
     e = evaluate_run(args.run, iwae_samples=args.iwae_samples)
     print(f"wrote {os.path.join(args.run, 'eval.json')}: test ELBO {e['elbo']:.3f}, "
