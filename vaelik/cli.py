@@ -203,17 +203,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _check_report_outputs(html: str, md: str) -> None:
-    """Refuse report outputs that are folders, the same file, or in a folder that cannot be written."""
+    """Refuse report outputs in a folder that cannot be written.
+
+    Their names and kinds are checked by :func:`vaelik.analysis.outputs.report_paths`.
+    """
     from vaelik.rundir.io import probe_writable
 
-    if os.path.abspath(html) == os.path.abspath(md):
-        raise InputError(f"-o {html} would be overwritten by the Markdown report of the same "
-                         "name; give the HTML file a .html name (the .md goes beside it) or "
-                         "choose --markdown")
     for flag, path in (("-o", html), ("--markdown", md)):
-        if os.path.isdir(path):
-            raise InputError(f"{flag} {path} is a folder; give a file name, e.g. "
-                             f"{os.path.join(path, 'report' + ('.html' if flag == '-o' else '.md'))}")
         folder = os.path.dirname(os.path.abspath(path))
         while not os.path.lexists(folder):  # the report creates missing folders: probe the first there
             folder = os.path.dirname(folder)
