@@ -26,12 +26,21 @@ def test_grid_on_digits_ranks_a_bernoulli_on_the_binarised_twin():
     assert len({r.name for r in runs}) == len(runs)
 
 
+def test_image_set_scores_its_bernoulli_on_the_thresholded_images():
+    grid, notes = compare_grid("fashion-mnist", levels=256, network="conv", data_options={"n": 500})
+    runs = expand(grid).runs
+    assert {r.config["likelihood"] for r in runs} == {lik for lik, _ in COMPARE_FAMILIES} | {"bernoulli"}
+    assert all(r.config["network"] == "conv" for r in runs)
+    assert notes == []
+    bern = [r.config for r in runs if r.config["likelihood"] == "bernoulli"]
+    assert [(c["data"], c["data_options"]) for c in bern] == [("fashion-mnist", {"n": 500, "threshold": 0.5})]
+
+
 def test_grid_without_binarised_data_skips_the_bernoulli_with_a_note():
-    grid, notes = compare_grid("fashion-mnist", levels=256, network="conv")
+    grid, notes = compare_grid("mine.npy", levels=256)
     runs = expand(grid).runs
     assert {r.config["likelihood"] for r in runs} == {lik for lik, _ in COMPARE_FAMILIES}
-    assert all(r.config["network"] == "conv" for r in runs)
-    assert len(notes) == 1 and notes[0].startswith("bernoulli skipped: fashion-mnist has 256 grey levels")
+    assert len(notes) == 1 and notes[0].startswith("bernoulli skipped: mine.npy has 256 grey levels")
     assert binarised("mine.npy", {"n": 10}, 2) == ("mine.npy", {"n": 10})  # binary already
 
 

@@ -222,8 +222,24 @@ def test_subset_of_an_official_set(tmp_path):
     assert torch.equal(full.train, plain.train) and torch.equal(full.test, plain.test)
     with pytest.raises(InputError, match="n_test=13 is more than the 12 official test rows"):
         load_data("fashion-mnist", data_dir=tmp_path / "d", options={"n_test": 13})
-    with pytest.raises(InputError, match="unknown data option.*allowed: n, n_test, subset_seed"):
+    with pytest.raises(InputError, match="unknown data option.*allowed: n, n_test, subset_seed, threshold"):
         load_data("fashion-mnist", data_dir=tmp_path / "d", options={"sigma": 1})
+
+
+def test_threshold_binarises_an_official_set(tmp_path):
+    arrays = idx_set(tmp_path / "d", n_train=30, n_test=12)
+    ds = load_data("fashion-mnist", data_dir=tmp_path / "d", options={"threshold": 0.5, "n_test": 5})
+    keep_test = np.sort(np.random.default_rng([0, 1]).permutation(12)[:5])
+    expected = (arrays["test_x"][keep_test].reshape(5, -1) / 255.0 > 0.5).astype(np.float32)
+    assert torch.equal(ds.test, torch.from_numpy(expected))
+    assert ds.levels == 2 and ds.binary and ds.image_shape == (1, 6, 5)
+    assert ds.info()["params"] == {"threshold": 0.5, "n": None, "n_test": 5, "subset_seed": 0}
+    # the same images as the grey levels: thresholding commutes with the split
+    grey = load_data("fashion-mnist", data_dir=tmp_path / "d", options={"n_test": 5})
+    assert torch.equal(ds.test, (grey.test > 0.5).float()) and torch.equal(ds.train, (grey.train > 0.5).float())
+    for bad in (1.0, -0.1, "half", True):
+        with pytest.raises(InputError, match="data option threshold of 'fashion-mnist' must be a number in"):
+            load_data("fashion-mnist", data_dir=tmp_path / "d", options={"threshold": bad})
 
 
 def test_subset_of_digits_and_of_a_file(tmp_path):

@@ -8,8 +8,8 @@ user's ``.npy``/``.npz``/IDX file of 8-bit images), a VAE per family and seed:
 - Normal with a learned σ and the continuous Bernoulli, on uniformly dequantised
   data (bounds on the same masses, :mod:`vaelik.inference.data.dequantise`);
 - Bernoulli on the binarised data where vaelik has them (``digits`` →
-  ``digits-binary``; data that are binary already), ranked apart from the grey
-  levels; skipped with a note otherwise.
+  ``digits-binary``; the image sets with ``threshold=0.5``; data that are binary
+  already), ranked apart from the grey levels; skipped with a note otherwise.
 
 Then the report (:func:`vaelik.demo.sweep_and_report`), whose first table ranks
 the families in bits/dim (:mod:`vaelik.analysis.ranking`). Nothing here prints:
@@ -25,10 +25,11 @@ from typing import Any
 
 from vaelik.demo import DemoResult, sweep_and_report
 from vaelik.errors import InputError
+from vaelik.inference.data.images import IMAGE_SETS
 from vaelik.sweep import Grid, SweepProgress
 from vaelik.validate import check_choice, check_positive_int
 
-__all__ = ["COMPARE_EPOCHS", "COMPARE_FAMILIES", "COMPARE_SETTINGS", "CompareResult", "binarised",
+__all__ = ["BINARY_THRESHOLD", "COMPARE_EPOCHS", "COMPARE_FAMILIES", "COMPARE_SETTINGS", "CompareResult", "binarised",
            "compare_grid", "run_compare"]
 
 #: the most epochs of a run; early stopping on the validation ELBO ends most runs sooner
@@ -55,6 +56,8 @@ COMPARE_FAMILIES: tuple[tuple[str, str | None], ...] = (
 )
 #: a data set's binarised twin among the built-in sets, and the options it shares
 _BINARY_TWIN = {"digits": ("digits-binary", ("n", "subset_seed"))}
+#: where the image sets are binarised (value/255 > 0.5 is 1) for the Bernoulli
+BINARY_THRESHOLD = 0.5
 
 
 @dataclass
@@ -77,19 +80,24 @@ def binarised(data: str, options: dict[str, Any], levels: int | None) -> tuple[s
     """The binarised data a Bernoulli is scored on, ``(data, options)``, or None.
 
     ``digits`` has its twin ``digits-binary`` (the same rows, thresholded at 0.5);
-    data on two levels are binary already. Other data have no binarised version
-    in vaelik.
+    the image sets are binarised by their ``threshold`` option (0.5, the same
+    images); data on two levels are binary already. Other data have no binarised
+    version in vaelik.
 
     Examples
     --------
     >>> binarised("digits", {"n": 300}, 17)
     ('digits-binary', {'n': 300})
-    >>> binarised("x.npy", {}, 2), binarised("fashion-mnist", {}, 256)
+    >>> binarised("fashion-mnist", {"n": 5000}, 256)
+    ('fashion-mnist', {'n': 5000, 'threshold': 0.5})
+    >>> binarised("x.npy", {}, 2), binarised("x.npy", {}, 256)
     (('x.npy', {}), None)
     """
     if data in _BINARY_TWIN:
         twin, shared = _BINARY_TWIN[data]
         return twin, {k: v for k, v in options.items() if k in shared}
+    if data in IMAGE_SETS:
+        return data, {**options, "threshold": BINARY_THRESHOLD}
     if levels == 2:
         return data, dict(options)
     return None

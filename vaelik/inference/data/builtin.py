@@ -6,7 +6,9 @@ r"""The built-in data sets, their options (``--data-opt KEY=VALUE``), and the ge
 * ``ppca``, ``laplace-noise``: :math:`x = W z + \mu + \varepsilon` with Normal or
   Laplace noise (:func:`linear_gaussian`), split at random;
 * ``fashion-mnist``, ``mnist``, ``cifar10``: read from their files
-  (:mod:`vaelik.inference.data.images`), with their official test split.
+  (:mod:`vaelik.inference.data.images`), with their official test split;
+  ``threshold=t`` binarises them (a pixel is 1 where value/255 > t), the data a
+  Bernoulli is scored on.
 
 Subset options: ``n`` (every set but the synthetic ones, whose ``n`` is the
 number of rows generated) keeps ``n`` rows: of all rows before the random
@@ -40,7 +42,7 @@ BUILTIN_DATA: dict[str, dict[str, Any]] = {
     "digits-binary": {"threshold": 0.5, **SUBSET_OPTIONS},
     "ppca": {"n": 2000, "d": 20, "k": 4, "sigma": 0.1, "data_seed": 0},
     "laplace-noise": {"n": 2000, "d": 20, "k": 4, "b": 0.1, "data_seed": 0},
-    **{name: {"n": None, "n_test": None, "subset_seed": 0} for name in IMAGE_SETS},
+    **{name: {"n": None, "n_test": None, "subset_seed": 0, "threshold": None} for name in IMAGE_SETS},
 }
 
 #: the generated sets (their ``n`` is the number of rows generated, not a subset)
@@ -112,12 +114,12 @@ def digits() -> np.ndarray:
     return pixels.reshape(-1, 1, 8, 8)
 
 
-def threshold(params: dict[str, Any]) -> float:
-    """The checked ``threshold`` option of ``digits-binary``."""
+def threshold(params: dict[str, Any], name: str = "digits-binary") -> float:
+    """The checked ``threshold`` option (``digits-binary``, and the image sets when given)."""
     t = params["threshold"]
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
         raise InputError(
-            f"data option threshold of 'digits-binary' must be a number in [0, 1), got {t!r}"
+            f"data option threshold of {name!r} must be a number in [0, 1), got {t!r}"
         )
     return float(t)
 

@@ -73,10 +73,16 @@ def _image_set(name: str, options: dict[str, Any], data_dir: str | None) -> _Row
                                      rows=f"official training rows of {name}"))
     test = _take(test, subset_rows(test.shape[0], params["n_test"], seed, 1, label="n_test",
                                    rows=f"official test rows of {name}"))
+    recorded = builtin.subset_params(params, options)
+    if params["threshold"] is not None:
+        t = builtin.threshold(params, name)
+        return _Rows((scale_levels(train, 256) > t).astype(np.float32),
+                     (scale_levels(test, 256) > t).astype(np.float32), tuple(train.shape[1:]), 2,
+                     True, f"uint8/255 > {t} -> 1, else 0", {"threshold": params["threshold"], **recorded},
+                     str(folder))
     binary = _is_binary(train, 256) and _is_binary(test, 256)
     return _Rows(scale_levels(train, 256), scale_levels(test, 256), tuple(train.shape[1:]), 256,
-                 binary, "uint8 divided by 255", builtin.subset_params(params, options),
-                 str(folder))
+                 binary, "uint8 divided by 255", recorded, str(folder))
 
 
 def _builtin(name: str, options: dict[str, Any]) -> _Rows:
