@@ -40,19 +40,19 @@ def test_digits_sigma2_matches_the_mse(tmp_path):
     assert e["converged"], e["convergence_reasons"]
 
 
-def test_linear_vae_reaches_the_ppca_parameters_and_says_how_far_its_elbo_is(tmp_path):
-    """σ² and the exact log p(x) reach the pPCA solution; the ELBO's last percent does not.
+def test_linear_vae_reaches_the_ppca_optimum(tmp_path):
+    """σ² within 5 % of σ²_ML and the test ELBO within 1 % of the optimum's log p(x) (issue 11).
 
-    With the defaults the ELBO ends 1–2 % below the optimum's log p(x) (q(z|x) still
-    short of the exact posterior): the verdict must then say not converged and why.
+    The linear model's guide has one full covariance (``full``), which holds the exact
+    posterior at every rotation of W; the diagonal guide (``linear-diag``) stayed
+    1.4–1.9 % below with the same flags (docs/convergence.md).
     """
     e = _fit(tmp_path, data="ppca", likelihood="normal", model="linear")
     p = e["ppca"]
-    assert p["active_components"] == 4  # the planted k
+    assert e["converged"], e["convergence_reasons"]
+    # the planted 4 directions, and at most one of the noise directions (sample eigenvalues
+    # barely above σ²), counted as directions (the guide's coordinates mix them)
+    assert p["active_components"] == e["active_units"] in (4, 5)
     assert p["sigma2_learned"] / p["sigma2_ml_active"] == pytest.approx(1.0, abs=0.05)
+    assert p["ml_log_px"] - p["elbo_exact"] <= max(0.01 * abs(p["ml_log_px"]), 0.05)
     assert p["exact_log_px"] == pytest.approx(p["ml_log_px"], abs=0.05)
-    gap = p["ml_log_px_train"] - p["exact_log_px_train"]
-    allowed = max(0.01 * abs(p["ml_log_px_train"]), 0.05)
-    assert e["converged"] == (gap <= allowed)
-    if not e["converged"]:
-        assert "short of the pPCA solution" in e["convergence_reasons"][0]

@@ -53,17 +53,25 @@ def partition(n, batch, seed=0):
 # Structure
 
 
-@pytest.mark.parametrize("kind, guide", [("vae", "normal"), ("ae", "delta"), ("linear", "normal")])
+@pytest.mark.parametrize("kind, guide", [("vae", "normal"), ("ae", "delta"), ("linear", "full"),
+                                         ("linear-diag", "normal")])
 def test_build_model_kinds(kind, guide, x):
     model = make(kind)
     assert type(model) is Model and model.describe()["model"] == kind
     assert model.guide_kind == guide == MODELS[kind].guide
     with model.params():
         tr = poutine.trace(model.guide).get_trace(x)
+        loc, scale = model.encode(x)
     z = tr.nodes["z"]
     assert z["value"].shape == (N, K) and z["fn"].event_shape == (K,)
-    loc, scale = model.encode(x)
-    if kind == "ae":
+    if guide == "full":  # one covariance L L^T for every x, L = I at the start
+        assert isinstance(z["fn"], dist.MultivariateNormal)
+        eye = torch.eye(K, dtype=torch.float64)
+        assert_close(z["fn"].covariance_matrix, eye.expand(N, K, K))
+        assert_close(scale, torch.ones_like(scale))
+        assert_close(z["fn"].mean, loc)
+        assert "guide_scale_tril" in tr.nodes and tr.nodes["guide_scale_tril"]["type"] == "param"
+    elif kind == "ae":
         assert isinstance(z["fn"].base_dist, dist.Delta)
         assert_close(z["value"], loc)  # z is the encoder mean, no noise
         assert_close(scale, torch.zeros_like(scale))
@@ -75,13 +83,14 @@ def test_build_model_kinds(kind, guide, x):
 
 
 def test_registries_give_the_choices_and_the_error_text():
-    assert set(MODELS) == {"vae", "ae", "linear"} and set(GUIDES) == {"normal", "delta"}
+    assert set(MODELS) == {"vae", "ae", "linear", "linear-diag"}
+    assert set(GUIDES) == {"normal", "delta", "full"}
     assert "mlp" in NETWORKS and all(spec.network in (None, *NETWORKS) for spec in MODELS.values())
     lik = get_likelihood("normal", scale=0.3)
-    with pytest.raises(ValueError, match="unknown model 'cnn'; choose one of: vae, ae, linear"):
+    with pytest.raises(ValueError, match="unknown model 'cnn'; choose one of: vae, ae, linear, linear-diag"):
         build_model("cnn", lik, D, K)
     enc, dec = NETWORKS["mlp"]((D,), K, 1, hidden_dim=4)
-    with pytest.raises(ValueError, match="unknown guide 'flow'; choose one of: normal, delta"):
+    with pytest.raises(ValueError, match="unknown guide 'flow'; choose one of: normal, delta, full"):
         Model(lik, enc, dec, "flow", data_dim=D, latent_dim=K)
     with pytest.raises(ValueError, match="data_shape .* does not have data_dim=10"):
         build_model("vae", lik, D, K, data_shape=(3, 3))

@@ -55,6 +55,7 @@ from vaelik.inference.terms import (
     elbo_terms,
     per_dim_errors,
     scale_summary,
+    shared_scale_tril,
 )
 from vaelik.models import Model
 from vaelik.rundir import (
@@ -84,28 +85,45 @@ __all__ = ["evaluate_model", "bits_per_dim_of", "iwae_log_px", "mutual_informati
 
 
 @torch.no_grad()
-def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI_MAX_POINTS) -> float:
+def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI_MAX_POINTS,
+                       scale_tril: torch.Tensor | None = None) -> float:
     r"""Sampled :math:`I_q(x; z)` of the aggregate posterior over (up to) ``max_points`` rows.
 
-    ``loc``, ``sd``: the guide's :math:`q(z \mid x_n)` parameters, shape ``(n, k)``.
+    ``loc``, ``sd``: the guide's :math:`q(z \mid x_n)` parameters, shape ``(n, k)``;
+    ``scale_tril``: the ``(k, k)`` Cholesky factor of a guide with one full
+    covariance for every x (``sd`` is then not used).
     """
     loc, sd = loc[:max_points], sd[:max_points]
-    if bool((sd == 0).all()):
+    if scale_tril is None and bool((sd == 0).all()):
         return math.nan  # a Delta guide has no density
-    z = tdist.Normal(loc, sd).sample()  # (n, k)
-    log_q_own = tdist.Normal(loc, sd).log_prob(z).sum(-1)
+
+    def q(mean: torch.Tensor) -> tdist.Distribution:
+        if scale_tril is not None:
+            return tdist.MultivariateNormal(mean, scale_tril=scale_tril)
+        return tdist.Independent(tdist.Normal(mean, sd if mean.dim() == 2 else sd.unsqueeze(0)), 1)
+
+    z = q(loc).sample()  # (n, k)
+    log_q_own = q(loc).log_prob(z)
     # log q(z_i | x_j) for all pairs, then log-mean-exp over j
-    cross = tdist.Normal(loc.unsqueeze(0), sd.unsqueeze(0)).log_prob(z.unsqueeze(1)).sum(-1)
+    cross = q(loc.unsqueeze(0)).log_prob(z.unsqueeze(1))
     log_agg = torch.logsumexp(cross, dim=1) - math.log(loc.shape[0])
     return float((log_q_own - log_agg).mean())
 
 
 @torch.no_grad()
-def active_units(loc: torch.Tensor, threshold: float = 0.01) -> int:
+def active_units(loc: torch.Tensor, threshold: float = 0.01, directions: bool = False) -> int:
     r"""Number of latent dimensions with :math:`\mathrm{Var}_x(\mathbb E_q[z_i]) >` threshold.
 
     ``loc``: :math:`\mathbb E_q[z \mid x_n]` for every example, shape ``(n, k)``.
+    ``directions``: count the eigenvalues of :math:`\mathrm{Cov}_x(\mathbb E_q[z])`
+    above the threshold instead, the directions in use whatever their rotation:
+    for a guide with a full covariance (``full``), whose coordinates mix the
+    directions it uses (the count per coordinate of a 4-direction fit of ``ppca``
+    with k = 8 was 8).
     """
+    if directions:
+        return int((torch.linalg.eigvalsh(torch.cov(loc.double().T).reshape(loc.shape[1], -1))
+                    > threshold).sum())
     return int((loc.var(dim=0) > threshold).sum())
 
 
@@ -135,7 +153,8 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
     and the KL is analytic); and, given ``active`` (the latent dimensions in use,
     :func:`active_units`), ``sigma2_ml_active``: σ²_ML of the pPCA solution with
     that many components, the stationary point a fit that left its other
-    dimensions collapsed sits at (the mean of the d − active smallest eigenvalues).
+    dimensions collapsed sits at (the mean of the d − active smallest eigenvalues),
+    and ``ml_log_px_train_active``, that solution's log p(x) on the training split.
     """
     d, k = model.data_dim, model.latent_dim
     parts = affine_decoder(model.output_network(), k, train.device)
@@ -165,21 +184,42 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
         "ml_log_px_train": float(ml.log_prob(xd).mean()),
         "elbo_exact": float(_linear_elbo(model, test, w, b, sigma2).mean()),
     }
-    if active is not None and 0 < active < d:
-        out["sigma2_ml_active"] = float(evals[: d - active].mean())
+    if active is not None and 0 < active < kept:
+        sigma2_active = float(evals[: d - active].mean())
+        floor = max(sigma2_active, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
+        top = evecs[:, d - active :]
+        cov_active = top @ torch.diag((evals[d - active :] - floor).clamp_min(0)) @ top.T + floor * eye
+        out["sigma2_ml_active"] = sigma2_active
         out["active_components"] = int(active)
+        out["ml_log_px_train_active"] = float(tdist.MultivariateNormal(mean, cov_active).log_prob(xd).mean())
     return out
 
 
 def _linear_elbo(model: Model, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
                  sigma2: float) -> torch.Tensor:
-    """Per-row ELBO of an affine decoder with noise σ² and the model's Normal q(z|x), exactly."""
-    loc, sd = (t.double() for t in model.encode(x))
+    r"""Per-row ELBO of an affine decoder with noise σ² and the model's Normal q(z|x), exactly.
+
+    For :math:`q = \mathcal N(m, S)` (S diagonal or full):
+    :math:`\mathbb E_q \lVert x - Wz - b\rVert^2 = \lVert x - Wm - b\rVert^2 + \mathrm{tr}(W S W^\top)`
+    and :math:`\mathrm{KL}(q \| \mathcal N(0, I)) = \tfrac12(\lVert m\rVert^2 + \mathrm{tr} S - k - \log\det S)`.
+    """
+    q = model.posterior(x)
+    loc = q.mean.double()
     xd = x.double()
-    d = xd.shape[-1]
-    sq = (xd - loc @ w.T - b).pow(2).sum(-1) + (sd.pow(2) * w.pow(2).sum(0)).sum(-1)
+    d, k = xd.shape[-1], loc.shape[-1]
+    tril = shared_scale_tril(q)
+    if tril is None:
+        var = q.variance.double()  # (n, k)
+        trace_wsw = (var * w.pow(2).sum(0)).sum(-1)
+        trace_s, logdet_s = var.sum(-1), var.clamp_min(1e-300).log().sum(-1)
+    else:
+        tril = tril.double()
+        trace_wsw = (w @ tril).pow(2).sum()
+        trace_s = tril.pow(2).sum()
+        logdet_s = 2 * tril.diagonal().abs().clamp_min(1e-300).log().sum()
+    sq = (xd - loc @ w.T - b).pow(2).sum(-1) + trace_wsw
     expected_log_lik = -0.5 * d * math.log(2 * math.pi * sigma2) - sq / (2 * sigma2)
-    kl = 0.5 * (loc.pow(2) + sd.pow(2) - 1 - 2 * sd.clamp_min(1e-300).log()).sum(-1)
+    kl = 0.5 * (loc.pow(2).sum(-1) + trace_s - k - logdet_s)
     return expected_log_lik - kl
 
 
@@ -324,11 +364,11 @@ def evaluate_model(
         "scales_at_bound": at_bound,
         "scale_ratio": facts.scale_ratio,
         "family": facts.to_dict(),
-        "active_units": active_units(terms.z_loc),
+        "active_units": active_units(terms.z_loc, directions=terms.z_scale_tril is not None),
         "latent_dim": model.latent_dim,
         "data_dim": d,
         "n_test": n,
-        "mutual_info": mutual_information(terms.z_loc, terms.z_scale),
+        "mutual_info": mutual_information(terms.z_loc, terms.z_scale, scale_tril=terms.z_scale_tril),
         "entropy_estimate": entropy,
         "entropy_method": (
             "cross-entropy -mean log p(x) of this run's IWAE estimate on the test split: "
@@ -383,11 +423,12 @@ def _convergence(train, facts, e, metrics, train_errors) -> dict:
     return {**verdict.to_record(), "scale_ratio_train": ratio}
 
 
-def _ppca_optimum(check: dict | None) -> tuple[float, float] | None:
-    """(learned, optimum) exact log p(x) on the training split, from a pPCA check."""
+def _ppca_optimum(check: dict | None) -> tuple[float, float, float] | None:
+    """(learned, optimum with the components in use, optimum) exact log p(x) on the training split."""
     if not check or "exact_log_px_train" not in check:
         return None
-    return check["exact_log_px_train"], check["ml_log_px_train"]
+    best = check["ml_log_px_train"]
+    return check["exact_log_px_train"], check.get("ml_log_px_train_active", best), best
 
 
 def _write_files(where, vae, data, x, terms, recon, kl, log_px_draws, per_dim_scale,

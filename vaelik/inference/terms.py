@@ -27,7 +27,7 @@ from vaelik.inference.elbo import guide_and_model_traces, kl_or_estimate
 from vaelik.inference.estimators import sites
 from vaelik.models import Model, bce_loss, mae_loss, mse_loss
 
-__all__ = ["Terms", "elbo_terms", "per_dim_errors", "split_metrics", "scale_summary", "compact_scale"]
+__all__ = ["Terms", "shared_scale_tril", "elbo_terms", "per_dim_errors", "split_metrics", "scale_summary", "compact_scale"]
 
 
 @dataclass
@@ -50,6 +50,8 @@ class Terms:
     scale_posterior: torch.distributions.Distribution | None = None
     #: (n, d) the family's equivalent loss per element (``Likelihood.observed_loss``)
     loss: torch.Tensor | None = None
+    #: (k, k) the shared Cholesky factor of a guide with one full covariance, else None
+    z_scale_tril: torch.Tensor | None = None
 
 
 def _sum(terms: list[torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
@@ -100,7 +102,16 @@ def elbo_terms(model: Model, x: torch.Tensor) -> Terms:
         scale_site=scale_site,
         scale_posterior=guide_tr.nodes[scale_site]["fn"] if scale_site else None,
         loss=model.likelihood.observed_loss(obs, x),
+        z_scale_tril=shared_scale_tril(q_z),
     )
+
+
+def shared_scale_tril(q: torch.distributions.Distribution) -> torch.Tensor | None:
+    """The one ``(k, k)`` Cholesky factor of a multivariate Normal q(z|x) shared by every x, else None."""
+    if not isinstance(q, torch.distributions.MultivariateNormal):
+        return None
+    tril = q.scale_tril
+    return tril.reshape(-1, *tril.shape[-2:])[0]
 
 
 def _scale_site(s, scale: torch.Tensor) -> str | None:

@@ -23,6 +23,7 @@ from vaelik.models.vae import (
     MODELS,
     GuideKind,
     Model,
+    SCALE_TRIL_PARAM,
     ModelSpec,
     build_model,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Model",
     "ModelSpec",
     "GuideKind",
+    "SCALE_TRIL_PARAM",
     "MODELS",
     "GUIDES",
     "DATA_PLATE",

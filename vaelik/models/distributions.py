@@ -13,7 +13,7 @@ import math
 import pyro.distributions as dist
 import torch
 
-__all__ = ["GlobalScaleNormal", "GlobalScaleLaplace", "is_global"]
+__all__ = ["GlobalScaleNormal", "GlobalScaleLaplace", "is_global", "kl_full_diagonal"]
 
 # Location-scale distributions whose scale is one number (or one per leading batch index).
 
@@ -123,3 +123,29 @@ class GlobalScaleLaplace(_GlobalScale, dist.Laplace):
 def is_global(scale: torch.Tensor | float) -> bool:
     """A number, a 0-d scale, or one constant over the data dimensions (last axis of size 1)."""
     return not isinstance(scale, torch.Tensor) or scale.dim() == 0 or scale.shape[-1] == 1
+
+
+@torch.distributions.kl.register_kl(torch.distributions.MultivariateNormal, torch.distributions.Independent)
+def kl_full_diagonal(q: torch.distributions.MultivariateNormal,
+                     p: torch.distributions.Independent) -> torch.Tensor:
+    r""":math:`\mathrm{KL}(\mathcal N(m, LL^\top) \,\|\, \mathcal N(\mu, \mathrm{diag}\, s^2))` in closed form.
+
+    .. math::
+        \tfrac12 \Big(\sum_i \frac{(LL^\top)_{ii} + (m_i - \mu_i)^2}{s_i^2} - k
+        + \sum_i \log s_i^2 - 2 \sum_i \log L_{ii}\Big)
+
+    Registered with torch's ``kl_divergence`` for a full-covariance guide (the
+    linear model's ``full``) against the prior ``Normal(0, 1).to_event(1)``,
+    which torch and Pyro have no closed form for. ``p`` must be an ``Independent``
+    ``Normal`` over the last dimension; anything else raises ``NotImplementedError``
+    (``kl_divergence``'s answer for a pair it does not know).
+    """
+    base = p.base_dist
+    if p.reinterpreted_batch_ndims != 1 or type(base) not in (torch.distributions.Normal, dist.Normal):
+        raise NotImplementedError
+    var = base.scale.pow(2)
+    tril = q.scale_tril
+    trace = (tril.pow(2).sum(-1) / var).sum(-1)
+    mahalanobis = ((q.loc - base.loc).pow(2) / var).sum(-1)
+    logdet = var.log().sum(-1) - 2 * tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return 0.5 * (trace + mahalanobis - q.event_shape[0] + logdet)

@@ -184,6 +184,8 @@ class PpcaRecord(TypedDict):
         latent dimensions the fit uses): mean of the d − active smallest eigenvalues.
     active_components : int
         That number (``eval.json`` ``active_units``).
+    ml_log_px_train_active : float
+        That solution's log p(x) per training point (the convergence verdict's optimum).
     """
 
     sigma2_learned: float
@@ -196,6 +198,7 @@ class PpcaRecord(TypedDict):
     ml_log_px_train: NotRequired[float]
     sigma2_ml_active: NotRequired[float]
     active_components: NotRequired[int]
+    ml_log_px_train_active: NotRequired[float]
 
 
 class EvalRecord(TypedDict):
