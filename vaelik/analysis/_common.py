@@ -17,6 +17,9 @@ NOT_MEASURED = "not measured in these runs"
 
 FAMILY_PREFIX = "family_"
 
+#: the ``--model`` names of the linear models (pPCA, claim C8); vaelik.models.MODELS has them
+LINEAR_MODELS = ("linear", "linear-diag")
+
 
 def family_of(frame: pd.DataFrame) -> pd.Series:
     """The family name each row's run stated (eval.json ``family.name``); NaN where none was."""

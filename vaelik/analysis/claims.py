@@ -30,7 +30,17 @@ from ._claim import (
     register_claim,
     verdict_of,
 )
-from ._common import HELD, NOT_MEASURED, data_id_of, family_of, fmt, not_measured, num, scored_split
+from ._common import (
+    HELD,
+    LINEAR_MODELS,
+    NOT_MEASURED,
+    data_id_of,
+    family_of,
+    fmt,
+    not_measured,
+    num,
+    scored_split,
+)
 from .compare import c6_check, c6_frame
 from .sigma import per_dim_summary, sigma_over_epochs
 
@@ -375,7 +385,7 @@ def c8_frame(runs: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per ``model: linear`` run with a ``ppca`` block: ``run``,
+        One row per linear-model run (``linear``, ``linear-diag``) with a ``ppca`` block: ``run``,
         ``sigma2_learned``, ``sigma2_ml`` (σ²_ML: mean of the discarded eigenvalues of
         the training covariance, k components), ``active_components`` and
         ``sigma2_ml_active`` (σ²_ML with as many components as the fit uses; σ²_ML
@@ -393,7 +403,8 @@ def c8_frame(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["run", "sigma2_learned", "sigma2_ml", "active_components", "sigma2_ml_active",
             "sigma2_ratio", "ml_log_px", "exact_log_px", "elbo",
             "gap_to_optimum", "parameter_gap", "posterior_gap", "relative_gap"]
-    lin = runs[(runs["model"] == "linear")] if "model" in runs.columns else runs.iloc[0:0]
+    # the linear models (``linear``: full-covariance guide; ``linear-diag``: diagonal guide)
+    lin = runs[runs["model"].isin(LINEAR_MODELS)] if "model" in runs.columns else runs.iloc[0:0]
     lin = lin[num(lin, "ppca_sigma2_ml").notna()] if "ppca_sigma2_ml" in lin.columns else lin.iloc[0:0]
 
     def first(*columns: str) -> pd.Series:  # the first column present, filled from the next

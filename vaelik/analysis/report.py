@@ -29,7 +29,7 @@ from vaelik.rundir import atomic_write_bytes
 
 from . import arviz_io, figures
 from ._claim import converged_mask, is_true
-from ._common import num, scored_split
+from ._common import LINEAR_MODELS, num, scored_split
 from .claims import Claim, Frames, judge_claims
 from .compare import _GROUP, by_data_identity, comparison_table, format_mean_sd, heldout_ranking
 from .outputs import check_report_paths
@@ -77,7 +77,7 @@ class Report:
 
 def _pick_per_likelihood(runs: pd.DataFrame) -> pd.DataFrame:
     # Prefer converged runs, the VAE / AE runs over the linear model, then the lowest seed.
-    ordered = runs.assign(_unconv=~converged_mask(runs), _lin=runs["model"].astype(str) == "linear",
+    ordered = runs.assign(_unconv=~converged_mask(runs), _lin=runs["model"].astype(str).isin(LINEAR_MODELS),
                           _s=num(runs, "seed").fillna(0))
     ordered = ordered.sort_values(["likelihood", "_unconv", "_lin", "_s", "run"])
     return ordered.drop_duplicates("likelihood").drop(columns=["_unconv", "_lin", "_s"])

@@ -21,9 +21,9 @@ from vaelik.models.vae import (
     DATA_PLATE,
     GUIDES,
     MODELS,
+    SCALE_TRIL_PARAM,
     GuideKind,
     Model,
-    SCALE_TRIL_PARAM,
     ModelSpec,
     build_model,
 )
