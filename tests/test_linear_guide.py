@@ -76,8 +76,22 @@ def test_full_guide_at_the_posterior_makes_the_elbo_log_px():
         # one-sample Trace_ELBO is exact, and the analytic-KL estimator agrees in expectation
         loss = pyro.infer.Trace_ELBO().differentiable_loss(model.model, model.guide, x)
         assert_close(-loss, _log_px(w, b, x).sum())
-        check = ppca_check(model, x, x)
+        check = ppca_check(model, x, x, val=x[:20])
     assert_close(check["elbo_exact"], check["exact_log_px"])
+    # on the validation rows: the same numbers, and a posterior gap of 0 with no spread
+    assert_close(check["elbo_exact_val"], check["exact_log_px_val"])
+    assert_close(check["exact_log_px_val"], float(_log_px(w, b, x[:20]).mean()))
+    assert check["posterior_gap_val_se"] < 1e-6
+    # Tipping & Bishop's ML solution from the training rows (here all of x), on the 20 rows
+    centred = x - x.mean(0)
+    evals, evecs = torch.linalg.eigh(centred.T @ centred / x.shape[0])
+    s2 = evals[: D - K].mean()
+    top = evecs[:, D - K:]
+    cov_ml = top @ torch.diag(evals[D - K:] - s2) @ top.T + s2 * torch.eye(D, dtype=f64)
+    ml_rows = dist.MultivariateNormal(x.mean(0), cov_ml).log_prob(x[:20])
+    assert_close(check["ml_log_px_val"], float(ml_rows.mean()))
+    diffs = ml_rows - _log_px(w, b, x[:20])
+    assert math.isclose(check["parameter_gap_val_se"], float(diffs.std()) / math.sqrt(20), rel_tol=1e-9)
 
 
 def test_diagonal_guide_falls_short_by_the_mean_field_kl():
@@ -128,7 +142,25 @@ def test_mutual_information_with_a_shared_diagonal_covariance_is_the_diagonal_on
     assert math.isclose(diagonal, full, rel_tol=1e-9)
 
 
-def test_verdict_judges_the_optimum_with_the_components_in_use():
+def test_verdict_judges_both_gaps_on_the_validation_split():
+    # (closed-form ELBO, learned log p, optimum's log p, se of the parameter gap, se of the posterior gap)
+    assert judge_convergence([], scale_mode="learned", held_out=(5.21, 5.218, 5.237, 0.024, 0.0003)).converged
+    # 0.101 short, but within 0.0559 + 2 x 0.031: the 200 rows do not show it
+    assert judge_convergence([], scale_mode="learned", held_out=(5.48, 5.4885, 5.5894, 0.031, 0.0003)).converged
+    short = judge_convergence([], scale_mode="learned", held_out=(5.48, 5.4885, 5.5894, 0.01, 0.0003))
+    assert short.reasons == ["exact log p(x) on the validation split 5.489 is 0.101 ± 0.01 nats per point "
+                             "below the pPCA optimum's 5.589 (> 0.0559 + 2 standard errors): the parameters "
+                             "are still short of the pPCA solution; raise --epochs or --patience"]
+    loose = judge_convergence([], scale_mode="learned", held_out=(5.10, 5.18, 5.19, 0.02, 0.001))
+    assert loose.reasons == ["the closed-form ELBO on the validation split 5.1 is 0.08 ± 0.001 nats per point "
+                             "below the exact log p(x) of the learned parameters 5.18 (> 0.0519 + 2 standard "
+                             "errors): q(z|x) is still short of the exact posterior; raise --epochs or --patience"]
+    # the validation split is judged instead of the training split's optimum
+    assert judge_convergence([], scale_mode="learned", optimum=(5.0, 5.742),
+                             held_out=(5.21, 5.218, 5.237)).converged
+
+
+def test_verdict_without_validation_judges_the_optimum_with_the_components_in_use():
     # learned 0.03 below the 4-component optimum, which is 0.03 below the 8-component one:
     # each gap within max(1 % of 5.74, 0.05) = 0.0574, so converged
     assert judge_convergence([], scale_mode="learned", optimum=(5.682, 5.712, 5.742)).converged

@@ -129,7 +129,7 @@ def active_units(loc: torch.Tensor, threshold: float = 0.01, directions: bool = 
 
 @torch.no_grad()
 def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
-               active: int | None = None) -> dict[str, float] | None:
+               active: int | None = None, val: torch.Tensor | None = None) -> dict[str, float] | None:
     r"""Compare a linear-decoder Normal model with Tipping & Bishop's closed form (DESIGN C8).
 
     ``sigma2_ml`` is the mean of the d − k smallest eigenvalues of the training
@@ -155,6 +155,10 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
     that many components, the stationary point a fit that left its other
     dimensions collapsed sits at (the mean of the d − active smallest eigenvalues),
     and ``ml_log_px_train_active``, that solution's log p(x) on the training split.
+    Given ``val`` (the validation rows): ``exact_log_px_val``, ``ml_log_px_val`` and
+    ``elbo_exact_val``, the same three numbers on them (the convergence verdict's),
+    and ``parameter_gap_val_se``, ``posterior_gap_val_se``: the standard errors of
+    the means of the per-row differences ``ml - exact`` and ``exact - elbo``.
     """
     d, k = model.data_dim, model.latent_dim
     parts = affine_decoder(model.output_network(), k, train.device)
@@ -184,6 +188,15 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
         "ml_log_px_train": float(ml.log_prob(xd).mean()),
         "elbo_exact": float(_linear_elbo(model, test, w, b, sigma2).mean()),
     }
+    if val is not None and val.shape[0] > 1:
+        learned_val, ml_val = learned.log_prob(val.double()), ml.log_prob(val.double())
+        elbo_val = _linear_elbo(model, val, w, b, sigma2)
+        se = math.sqrt(1.0 / val.shape[0])  # standard errors of the mean of paired differences
+        out["exact_log_px_val"] = float(learned_val.mean())
+        out["ml_log_px_val"] = float(ml_val.mean())
+        out["elbo_exact_val"] = float(elbo_val.mean())
+        out["parameter_gap_val_se"] = float((ml_val - learned_val).std()) * se
+        out["posterior_gap_val_se"] = float((learned_val - elbo_val).std()) * se
     if active is not None and 0 < active < kept:
         sigma2_active = float(evals[: d - active].mean())
         floor = max(sigma2_active, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
@@ -381,8 +394,9 @@ def evaluate_model(
         "seconds_eval": math.nan,  # set below, when everything else is done
     }
     if not point_mass and lik.name == "normal" and scale_mode in ("learned", "fixed", "optimal"):
+        val = data.val.to(device) if data.val is not None and data.val.shape[0] else None
         check = ppca_check(model, data.train.to(device), x,  # None unless the decoder is affine
-                           active=evaluation["active_units"])
+                           active=evaluation["active_units"], val=val)
         if check is not None:
             check["elbo"] = evaluation["elbo"]
             evaluation["ppca"] = check
@@ -419,8 +433,16 @@ def _convergence(train, facts, e, metrics, train_errors) -> dict:
         active_units=e["active_units"], latent_dim=e["latent_dim"], train_ratio=ratio,
         ratio_label=facts.ratio_label, scales=scales, min_scale=e["min_scale"],
         train_spread=train.std(0).tolist() if train.shape[0] > 1 else None,
-        optimum=_ppca_optimum(e.get("ppca")))
+        optimum=_ppca_optimum(e.get("ppca")), held_out=_ppca_held_out(e.get("ppca")))
     return {**verdict.to_record(), "scale_ratio_train": ratio}
+
+
+def _ppca_held_out(check: dict | None) -> tuple[float, ...] | None:
+    """(closed-form ELBO, learned, optimum) log p(x) per validation point and the gaps' errors."""
+    if not check or "elbo_exact_val" not in check:
+        return None
+    return (check["elbo_exact_val"], check["exact_log_px_val"], check["ml_log_px_val"],
+            check["parameter_gap_val_se"], check["posterior_gap_val_se"])
 
 
 def _ppca_optimum(check: dict | None) -> tuple[float, float, float] | None:

@@ -185,7 +185,14 @@ class PpcaRecord(TypedDict):
     active_components : int
         That number (``eval.json`` ``active_units``).
     ml_log_px_train_active : float
-        That solution's log p(x) per training point (the convergence verdict's optimum).
+        That solution's log p(x) per training point (the verdict's optimum without a
+        validation split).
+    exact_log_px_val, ml_log_px_val, elbo_exact_val : float
+        ``exact_log_px``, ``ml_log_px`` and ``elbo_exact`` on the validation split
+        (the convergence verdict's criterion 5).
+    parameter_gap_val_se, posterior_gap_val_se : float
+        Standard errors of the means of ``ml - exact`` and ``exact - elbo`` per
+        validation row.
     """
 
     sigma2_learned: float
@@ -199,6 +206,11 @@ class PpcaRecord(TypedDict):
     sigma2_ml_active: NotRequired[float]
     active_components: NotRequired[int]
     ml_log_px_train_active: NotRequired[float]
+    exact_log_px_val: NotRequired[float]
+    ml_log_px_val: NotRequired[float]
+    elbo_exact_val: NotRequired[float]
+    parameter_gap_val_se: NotRequired[float]
+    posterior_gap_val_se: NotRequired[float]
 
 
 class EvalRecord(TypedDict):
