@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +14,8 @@ from vaelik.cli import main
 from vaelik.compare import COMPARE_FAMILIES, binarised, compare_grid, run_compare
 from vaelik.errors import InputError
 from vaelik.sweep import expand
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_grid_on_digits_ranks_a_bernoulli_on_the_binarised_twin():
@@ -82,3 +88,15 @@ def test_compare_on_digits_end_to_end(tmp_path, capsys):
     assert (bits > 0).all() and bits.is_monotonic_increasing
     assert set(ranked["kind"]) == {"exact", "bound"}
     assert "Which likelihood fits digits-binary (n=300) best (binarised data)" in md
+    # examples/reference_table.py: the README's table from the same folder, read from eval.json
+    spec = importlib.util.spec_from_file_location("reference_table", EXAMPLES / "reference_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ref = module.reference_table(out)
+    assert len(ref) == len(table) and list(ref["scored data"]) == ["levels=17"] * 5 + ["binary"]
+    assert ref["test bits/dim"].iloc[:5].is_monotonic_increasing
+    for _, row in ref.iterrows():
+        assert row["test bits/dim"] > 0 and row["wall (s)"] > 0 and row["K"] == 1000
+    evals = [json.loads((out / r / "eval.json").read_text()) for r in table["run"]]
+    assert sorted(ref["test bits/dim"]) == sorted(e["bits_per_dim"] for e in evals)
+    assert "| family | network | scored data |" in module.to_markdown(ref)
