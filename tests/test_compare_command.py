@@ -88,6 +88,7 @@ def test_compare_on_digits_end_to_end(tmp_path, capsys):
     assert (bits > 0).all() and bits.is_monotonic_increasing
     assert set(ranked["kind"]) == {"exact", "bound"}
     assert "Which likelihood fits digits-binary (n=300) best (binarised data)" in md
+    assert "images.npz" not in md  # the (C, H, W) images were read and drawn
     # examples/reference_table.py: the README's table from the same folder, read from eval.json
     spec = importlib.util.spec_from_file_location("reference_table", EXAMPLES / "reference_table.py")
     module = importlib.util.module_from_spec(spec)

@@ -50,6 +50,9 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     config = json.loads((out / "normal-learned-linear-s0" / "config.json").read_text())
     assert config["model"] == "linear" and config["hidden_dim"] == 16 and config["epochs"] == 1
     assert (out / "report.html").stat().st_size > 0 and (out / "report.md").exists()
+    # every run's files were read: no problem rows (an images.npz of (C, H, W) images once was one)
+    md = (out / "report.md").read_text()
+    assert "images.npz" not in md and "re-run `vaelik evaluate`" not in md.replace("\\", "")
     # `vaelik report` accepts the sweep folder
     assert main(["report", str(out), "-o", str(tmp_path / "again.html")]) == 0
     assert (tmp_path / "again.html").stat().st_size > 0

@@ -98,3 +98,26 @@ def test_fixed_series_present(suite):
     root, _ = suite
     fixed = load_runs(root).completed.query("scale_mode == 'fixed'")
     assert sorted(fixed["scale_value"]) == sorted(FIXED_SIGMAS)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4), (4, 4)])
+def test_images_of_channel_first_runs_are_read_and_drawn(tmp_path, shape):
+    """image_shape (C, H, W), what every run since the image sets writes, and (H, W) of older runs."""
+    from vaelik.analysis.figures import plot_prior_samples, plot_reconstructions
+
+    run = tmp_path / "r"
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.uniform(size=(8, D)) for k in ("originals", "reconstructions", "prior_samples")}
+    np.savez(run / "images.npz", image_shape=np.array(shape), **arrays)
+    images = load_images(run)
+    assert tuple(images["image_shape"]) == shape
+    np.testing.assert_array_equal(images["originals"], arrays["originals"])
+    fig = plot_reconstructions({"normal (r)": images}, n=8)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 2 * 8  # originals and reconstructions, not the "no image data" figure
+    np.testing.assert_array_equal(drawn[0].images[0].get_array(), arrays["originals"][0].reshape(4, 4))
+    assert len([ax for ax in plot_prior_samples({"normal (r)": images}, n=8).axes if ax.images]) == 8
+    np.savez(run / "images.npz", image_shape=np.array([2, 2, 2, 2]), **arrays)
+    with pytest.raises(RunFileError, match=r"image_shape is \[2, 2, 2, 2\], expected \(C, H, W\) or \(H, W\)"):
+        load_images(run)

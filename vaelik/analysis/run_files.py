@@ -109,10 +109,10 @@ def load_images(run_path: str | Path) -> dict[str, np.ndarray]:
                            f"{arrays['reconstructions'].shape} and prior_samples "
                            f"{arrays['prior_samples'].shape} do not fit together; {hint}")
     shape = arrays["image_shape"].ravel()
-    if shape.size not in (0, 2) or not np.all(np.isfinite(shape)) or np.any(shape < 1) \
+    if shape.size not in (0, 2, 3) or not np.all(np.isfinite(shape)) or np.any(shape < 1) \
             or np.any(shape != np.round(shape)) or np.any(shape > 1e6):
-        raise RunFileError(f"{path}: image_shape is {shape.tolist()[:4]}, expected two positive "
-                           f"integers or nothing; {hint}")
+        raise RunFileError(f"{path}: image_shape is {shape.tolist()[:4]}, expected (C, H, W) or "
+                           f"(H, W) positive integers, or nothing; {hint}")
     shape = shape.astype(int)
     arrays["image_shape"] = shape
     if shape.size in (2, 3):
