@@ -10,6 +10,7 @@ import pytest
 from vaelik.cli import main
 from vaelik.demo import DEMO_EPOCHS, demo_grid, run_demo
 from vaelik.sweep import expand
+from vaelik.sweep.driver import step_budget
 
 #: the hidden knob that shrinks every run further than --epochs 1 --seeds 1
 TINY = {"hidden_dim": 16, "iwae_samples": 8, "batch_size": 256}
@@ -30,6 +31,9 @@ def test_demo_grid_is_the_standard_one():
     settings = ("epochs", "patience", "lr_schedule")
     assert len({tuple(r.config[k] for k in settings) for r in runs}) == 1
     assert runs[0].config["epochs"] == DEMO_EPOCHS
+    # the sweep starts the run with the most steps first: the linear one (batch 64)
+    first = sorted(runs, key=lambda r: -step_budget(r.config))[0]
+    assert first is linear[0]
 
 
 def test_demo_rejects_bad_arguments(capsys):
