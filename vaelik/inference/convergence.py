@@ -271,7 +271,7 @@ def judge_convergence(
     min_scale: float | None = None,
     train_spread: Sequence[float] | None = None,
     optimum: tuple[float, ...] | None = None,
-    held_out: tuple[float, float, float] | None = None,
+    held_out: tuple[float, ...] | None = None,
 ) -> Convergence:
     r"""Judge whether a fitted run converged (the criteria are in the module docstring).
 
