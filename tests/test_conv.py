@@ -15,6 +15,7 @@ import pandas as pd
 import pyro.poutine as poutine
 import pytest
 import torch
+from interrupting import interrupt_after
 from torch.testing import assert_close
 
 from vaelik.cli import main
@@ -220,7 +221,6 @@ def _evaluation(run):
 @pytest.mark.slow
 def test_resume_of_a_conv_run_is_bit_for_bit(tmp_path, monkeypatch):
     """Interrupted right after epoch 1's checkpoint, resumed: the uninterrupted run, exactly."""
-    import vaelik.inference.run as run_module
     from vaelik.inference import fit, resume
     from vaelik.rundir import read_status
 
@@ -228,15 +228,8 @@ def test_resume_of_a_conv_run_is_bit_for_bit(tmp_path, monkeypatch):
                   epochs=3, iwae_samples=5, scale="learned", seed=2, name="run")
     reference, run = tmp_path / "a" / "run", tmp_path / "b" / "run"
     fit(TrainConfig(**config), reference, progress=False)
-    real = run_module.save_checkpoint
-
-    def save_then_die(path, state):
-        real(path, state)
-        if state["epoch"] == 1:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(run_module, "save_checkpoint", save_then_die)
+        interrupt_after(patch, 1)
         with pytest.raises(KeyboardInterrupt):
             fit(TrainConfig(**config), run, progress=False)
     assert read_status(run) == "interrupted"

@@ -8,6 +8,7 @@ import types
 
 import pandas as pd
 import pytest
+from interrupting import interrupt_after
 from tqdm import tqdm
 
 from vaelik.cli import main
@@ -142,18 +143,10 @@ def test_tensorboard_scalars_are_the_metrics_csv_rows(fake_tensorboard, tmp_path
 def test_tensorboard_resumed_run_writes_the_epochs_it_trains(fake_tensorboard, tmp_path,
                                                               monkeypatch):
     """Interrupted after epoch 2, resumed with --tensorboard: scalars of epochs 3 and 4 follow."""
-    import vaelik.inference.run as run_module
 
     run, logs = tmp_path / "run", tmp_path / "tb"
-    real = run_module.save_checkpoint
-
-    def save_then_die(path, state):
-        real(path, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(run_module, "save_checkpoint", save_then_die)
+        interrupt_after(patch, 2)
         with pytest.raises(KeyboardInterrupt):
             fit(TrainConfig(**TINY, epochs=4), run, progress=False, tensorboard=logs)
     assert main(["train", "--resume", str(run), "--tensorboard", str(logs), "--quiet"]) == 0

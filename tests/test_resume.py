@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from interrupting import interrupt_after
 from waiting import HANG_GUARD_S, wait_for
 
 from vaelik.cli import main
@@ -127,20 +128,6 @@ STOPPING = dict(data="digits", hidden_dim=8, latent_dim=2, batch_size=256, lr=1e
                 lr_schedule="plateau", name="stop")
 
 
-def _interrupt_after(monkeypatch, epoch: int) -> None:
-    """Make the fit stop like a killed process right after the checkpoint of ``epoch``."""
-    import vaelik.inference.run as run_module
-
-    real = run_module.save_checkpoint
-
-    def save_then_die(path, state):
-        real(path, state)
-        if state["epoch"] == epoch:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
-
-
 @pytest.fixture(scope="module")
 def stopping_reference(tmp_path_factory):
     run = tmp_path_factory.mktemp("stopping") / "ref"
@@ -166,7 +153,7 @@ def test_resume_with_early_stopping_and_a_schedule_is_bit_for_bit(
 
     run = tmp_path / "ref"  # the same folder name: the run's name is part of its config
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, killed_after)
+        interrupt_after(patch, killed_after)
         with pytest.raises(KeyboardInterrupt):
             fit(TrainConfig(**STOPPING), run, progress=False)
     assert read_status(run) == "interrupted" and _state(run)["epoch"] == killed_after
@@ -193,7 +180,7 @@ def test_a_run_killed_after_it_stopped_early_trains_no_more(stopping_reference, 
     last = _state(stopping_reference)["epoch"]
     run = tmp_path / "ref"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, last)
+        interrupt_after(patch, last)
         with pytest.raises(KeyboardInterrupt):
             fit(TrainConfig(**STOPPING), run, progress=False)
     resume(run, progress=False)

@@ -100,7 +100,7 @@ def mutual_information(loc: torch.Tensor, sd: torch.Tensor, max_points: int = MI
     def q(mean: torch.Tensor) -> tdist.Distribution:
         if scale_tril is not None:
             return tdist.MultivariateNormal(mean, scale_tril=scale_tril)
-        return tdist.Independent(tdist.Normal(mean, sd if mean.dim() == 2 else sd.unsqueeze(0)), 1)
+        return tdist.Independent(tdist.Normal(mean, sd), 1)  # sd (n, k) broadcasts against (1, n, k)
 
     z = q(loc).sample()  # (n, k)
     log_q_own = q(loc).log_prob(z)
@@ -175,10 +175,8 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
     sigma2 = float(sd.double().pow(2).mean())
     eye = torch.eye(d, dtype=torch.float64, device=xd.device)  # on the model's device (cuda)
     learned = tdist.MultivariateNormal(b, w @ w.T + sigma2 * eye)
-    top = evecs[:, d - kept :]
-    floor = max(sigma2_ml, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
-    cov_ml = top @ torch.diag((evals[d - kept :] - floor).clamp_min(0)) @ top.T + floor * eye
-    ml = tdist.MultivariateNormal(mean, cov_ml)
+    min_var = float(getattr(model.likelihood, "min_scale", 0.0)) ** 2
+    ml = _ppca_solution(mean, evals, evecs, kept, sigma2_ml, min_var)
     out = {
         "sigma2_learned": sigma2,
         "sigma2_ml": sigma2_ml,
@@ -199,13 +197,26 @@ def ppca_check(model: Model, train: torch.Tensor, test: torch.Tensor,
         out["posterior_gap_val_se"] = float((learned_val - elbo_val).std()) * se
     if active is not None and 0 < active < kept:
         sigma2_active = float(evals[: d - active].mean())
-        floor = max(sigma2_active, float(getattr(model.likelihood, "min_scale", 0.0)) ** 2)
-        top = evecs[:, d - active :]
-        cov_active = top @ torch.diag((evals[d - active :] - floor).clamp_min(0)) @ top.T + floor * eye
+        ml_active = _ppca_solution(mean, evals, evecs, active, sigma2_active, min_var)
         out["sigma2_ml_active"] = sigma2_active
         out["active_components"] = int(active)
-        out["ml_log_px_train_active"] = float(tdist.MultivariateNormal(mean, cov_active).log_prob(xd).mean())
+        out["ml_log_px_train_active"] = float(ml_active.log_prob(xd).mean())
     return out
+
+
+def _ppca_solution(mean: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, q: int,
+                   sigma2: float, min_var: float) -> tdist.MultivariateNormal:
+    r"""Tipping & Bishop's ML p(x) with q components: :math:`N(\bar x, U_q(\Lambda_q - s I)U_q^\top + s I)`.
+
+    ``evals``/``evecs``: the training covariance's, ascending; ``s = max(σ², min_var)``
+    (the optimum within the model's bound on σ).
+    """
+    d = evals.shape[0]
+    floor = max(sigma2, min_var)
+    top = evecs[:, d - q :]
+    eye = torch.eye(d, dtype=evals.dtype, device=evals.device)
+    cov = top @ torch.diag((evals[d - q :] - floor).clamp_min(0)) @ top.T + floor * eye
+    return tdist.MultivariateNormal(mean, cov)
 
 
 def _linear_elbo(model: Model, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
