@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from vaelik.cli import main
-from vaelik.compare import COMPARE_FAMILIES, binarised, compare_grid, run_compare
+from vaelik.compare import (COMPARE_FAMILIES, COMPARE_NETWORK_SETTINGS, COMPARE_SETTINGS, binarised, compare_grid,
+                            run_compare)
 from vaelik.errors import InputError
 from vaelik.sweep import expand
 
@@ -40,6 +41,17 @@ def test_image_set_scores_its_bernoulli_on_the_thresholded_images():
     assert notes == []
     bern = [r.config for r in runs if r.config["likelihood"] == "bernoulli"]
     assert [(c["data"], c["data_options"]) for c in bern] == [("fashion-mnist", {"n": 500, "threshold": 0.5})]
+
+
+def test_conv_grid_takes_the_conv_width_and_overrides_win():
+    widths = {net: {r.config["hidden_dim"] for r in expand(compare_grid("fashion-mnist", levels=256,
+                                                                         network=net)[0]).runs}
+              for net in ("mlp", "conv")}
+    assert widths == {"mlp": {COMPARE_SETTINGS["hidden_dim"]},
+                      "conv": {COMPARE_NETWORK_SETTINGS["conv"]["hidden_dim"]}}
+    assert widths["conv"] == {64} and widths["mlp"] == {256}
+    grid, _ = compare_grid("fashion-mnist", levels=256, network="conv", overrides={"hidden_dim": 8})
+    assert {r.config["hidden_dim"] for r in expand(grid).runs} == {8}
 
 
 def test_grid_without_binarised_data_skips_the_bernoulli_with_a_note():
@@ -132,3 +144,48 @@ def test_compare_on_the_real_fashion_mnist_subset(tmp_path):
     assert kinds["normal"] == ("levels=256", "bound") and kinds["cbernoulli"] == ("levels=256", "bound")
     md = (tmp_path / "fm" / "report.md").read_text()
     assert "Which likelihood fits fashion-mnist (n=1000, n_test=200) best (levels = 256)" in md
+
+
+def _fake_compare_run(folder: Path, likelihood: str, log_px: np.ndarray, *, n_test: int | None,
+                      dequantised: int | None) -> None:
+    """A run directory with just what ``paired_table`` reads (config, eval, pointwise)."""
+    folder.mkdir(parents=True)
+    params = {} if n_test is None else {"n_test": n_test, "subset_seed": 0}
+    info = {"n_test": len(log_px), "params": params}
+    (folder / "config.json").write_text(json.dumps({"likelihood": likelihood, "data_info": info}))
+    (folder / "eval.json").write_text(json.dumps({
+        "likelihood": likelihood, "scored_data": "levels=256", "data_dim": 4, "dequantised": dequantised,
+        "family": {"label": likelihood}}))
+    pd.DataFrame({"index": np.arange(len(log_px)), "log_px": log_px}).to_csv(folder / "pointwise.csv", index=False)
+
+
+def test_reference_table_pairs_a_test_subset_with_the_whole_test_set(tmp_path):
+    """The subset run's rows are mapped to the official rows; diff and se are computed by hand here."""
+    from vaelik.inference.data.arrays import subset_rows
+
+    spec = importlib.util.spec_from_file_location("reference_table", EXAMPLES / "reference_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    whole = rng.normal(-12.0, 1.0, size=50)              # nats per image over the 50 official rows
+    rows = subset_rows(50, 20, 0, 1)                      # the official rows an n_test=20 run scores
+    sub = whole[rows] + rng.normal(0.5, 0.2, size=20)     # better by about 0.5 nats per image
+    _fake_compare_run(tmp_path / "conv" / "dnormal-s0", "dnormal", sub, n_test=20, dequantised=None)
+    _fake_compare_run(tmp_path / "mlp" / "dnormal-s0", "dnormal", whole, n_test=None, dequantised=None)
+    _fake_compare_run(tmp_path / "mlp" / "normal-s0", "normal", whole, n_test=None, dequantised=256)
+    table = module.paired_table(tmp_path / "conv", tmp_path / "mlp")
+    assert list(table["family"]) == ["dnormal"]           # normal: only in the second folder
+    bits = lambda nats, deq=0.0: -(nats - 4 * deq) / (4 * np.log(2))  # noqa: E731
+    diff = bits(sub) - bits(whole[rows])
+    row = table.iloc[0]
+    assert row["test images"] == 20
+    np.testing.assert_allclose(row["bits/dim (first)"], bits(sub).mean(), rtol=1e-12)
+    np.testing.assert_allclose(row["bits/dim (second)"], bits(whole[rows]).mean(), rtol=1e-12)
+    np.testing.assert_allclose(row["first − second"], diff.mean(), rtol=1e-12)
+    np.testing.assert_allclose(row["paired se"], diff.std(ddof=1) / np.sqrt(20), rtol=1e-12)
+    assert "| dnormal | levels=256 | 20 |" in module.to_markdown(table)
+    # the bound's correction d·log L is applied to a dequantised run's log density
+    both = module.paired_table(tmp_path / "mlp", tmp_path / "mlp")
+    normal = both.set_index("family").loc["normal, dequantised"]
+    np.testing.assert_allclose(normal["bits/dim (first)"], bits(whole, np.log(256)).mean(), rtol=1e-12)
+    assert normal["first − second"] == 0.0

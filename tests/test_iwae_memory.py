@@ -122,3 +122,56 @@ def test_a_tiny_chunk_gives_the_large_chunk_estimate():
     assert_close(small, large, rtol=0, atol=1e-10)
     assert_close(small, exact.expand(draws, n), rtol=0, atol=1e-10)
     assert math.isfinite(float(small.sum()))
+
+
+def _conv_vae(hidden: int = 64, latent: int = 3) -> tuple[Model, torch.Tensor]:
+    torch.manual_seed(0)
+    model = build_model("vae", get_likelihood("normal", scale="learned", init_scale=0.3), 64, latent,
+                        hidden, data_shape=(1, 8, 8), network="conv")
+    x = torch.rand(20, 64)
+    with model.params():
+        pyro.infer.Trace_ELBO().differentiable_loss(model.model, model.guide, x)
+    return model, x
+
+
+@pytest.mark.parametrize(("shape", "hidden", "m"), [((1, 28, 28), 64, 1), ((1, 28, 28), 32, 2),
+                                                     ((3, 32, 32), 64, 1), ((1, 8, 8), 32, 1)])
+def test_conv_decoder_declares_its_widest_tensor(shape, hidden, m):
+    from vaelik.models.networks.conv import build
+
+    _, decoder = build(shape, 4, m, hidden_dim=hidden)
+    widest = LargestTensor()
+    with widest, torch.no_grad():
+        decoder(torch.zeros(1, 4))
+    assert decoder.floats_per_sample == widest.largest
+
+
+def test_a_conv_feature_map_wider_than_the_output_stays_within_the_chunk():
+    """The conv decoder's 32-channel 4 × 4 feature maps (512 floats) are wider than its output (d = 64)."""
+    model, x = _conv_vae()
+    n, d = x.shape
+    assert model.decoder.floats_per_sample == 512 > d
+    chunk = 4096
+    with model.params():
+        mode = LargestTensor()
+        with mode:
+            out = iwae_log_px(model, x, 40, draws=4, chunk_floats=chunk)
+        whole = iwae_log_px(model, x, 40, draws=4, chunk_floats=100 * chunk)
+    assert mode.largest <= chunk, mode.largest
+    assert torch.isfinite(out).all()
+    # the same estimator: the chunks change the draws, not what is estimated (40 particles each)
+    assert_close(out.logsumexp(0).mean(), whole.logsumexp(0).mean(), rtol=0, atol=0.5)
+
+
+def test_the_encoder_runs_once_per_chunk_of_rows_and_group():
+    """A chunk holds a group's particles (up to CHUNK_PARTICLES): 4 groups of 10 over 2 row chunks."""
+    model, x = _mlp_vae()
+    n, d = x.shape
+    calls = []
+    hook = model.encoder.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[-2]))
+    try:
+        with model.params():
+            iwae_log_px(model, x, 40, draws=4, chunk_floats=10 * d * 10)  # 10 rows of 10 particles
+    finally:
+        hook.remove()
+    assert calls == [1] + [10] * 8  # the pilot trace of one row, then (2 row chunks) x (4 groups)

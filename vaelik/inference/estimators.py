@@ -18,7 +18,11 @@ Per-example log importance weights
         \qquad z_{kn} \sim q(z \mid x_n),
 
     a ``(K, n)`` tensor (:func:`log_weights`), computed in chunks of particles
-    and rows so that one decoder output has at most ``chunk_floats`` floats.
+    and rows so that the widest tensor of a chunk (a decoder output, or a wider
+    hidden layer or feature map: :func:`floats_per_particle`) has at most
+    ``chunk_floats`` floats; a chunk holds up to :data:`CHUNK_PARTICLES` particles
+    of its rows, so the guide (the encoder) runs about once per row and group,
+    not once per particle.
 
 Global latents: posterior-predictive weights
     A global latent g is **not** a term of :math:`\log w`: S values
@@ -71,10 +75,15 @@ __all__ = [
     "observation_site",
     "affine_decoder",
     "group_sizes",
+    "floats_per_particle",
+    "CHUNK_PARTICLES",
 ]
 
-#: bound on the number of floats of one decoder output chunk (K_chunk × rows × m d)
+#: bound on the floats of the widest tensor of one chunk (K_chunk × rows × floats_per_particle)
 CHUNK_FLOATS = 2**23
+#: particles a chunk holds of its rows (when its group has that many): rows are chosen so that
+#: the encoder, run on a chunk's rows once per chunk, is not re-run for every particle
+CHUNK_PARTICLES = 16
 #: default number S of groups (draws) of the IWAE particles; ArviZ 1.x PSIS needs >= 25
 IWAE_DRAWS = 100
 #: name of the vectorised particles plate
@@ -238,7 +247,8 @@ def iwae_log_px(
     the global latents at ``global_draws[name][s]`` (drawn from the guide if not
     given). ``logmeanexp`` over the first axis is the posterior-predictive
     estimate of the module docstring. Call inside ``model.params()``. Peak
-    memory is about ``chunk_floats`` floats per decoder output, whatever K and n are.
+    memory is about ``chunk_floats`` floats per tensor of a chunk (:func:`floats_per_particle`),
+    whatever K and n are.
     """
     draws = max(1, min(draws, num_samples))
     pilot = model_sites(model, x)
@@ -250,15 +260,15 @@ def iwae_log_px(
     global_draws = global_draws or {}
     per_draw = list(group_sizes(num_samples, draws))
     n, d = x.shape
-    m = model.likelihood.output_multiplier()
-    rows = max(1, min(n, chunk_floats // max(1, d)))
+    width = floats_per_particle(model, d)
+    rows = max(1, min(n, chunk_floats // (width * min(max(per_draw), CHUNK_PARTICLES))))
     out = torch.empty(draws, n, dtype=x.dtype, device=x.device)
     # argument/support validation re-checks every (K_chunk, rows, d) decoder output: two extra
     # full passes per chunk (~15% of the estimate's time); the inputs were checked when loaded
     with pyro.validation_enabled(False):
         for r0 in range(0, n, rows):
             xb = x[r0 : r0 + rows]
-            k_chunk = max(1, chunk_floats // (xb.shape[0] * d * m))
+            k_chunk = max(1, chunk_floats // (xb.shape[0] * width))
             for s, k_total in enumerate(per_draw):
                 condition = {name: value[s] for name, value in global_draws.items()}
                 acc = torch.full((xb.shape[0],), -math.inf, device=x.device)
@@ -267,6 +277,18 @@ def iwae_log_px(
                     acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
                 out[s, r0 : r0 + rows] = acc - math.log(k_total)
     return out
+
+
+def floats_per_particle(model: Model, d: int) -> int:
+    """Floats of the widest tensor the decoder makes for one particle of one row.
+
+    The decoder's output, ``m·d`` (``m = likelihood.output_multiplier()``), or its
+    own ``floats_per_sample`` where it declares one (a hidden layer, or a conv
+    feature map, wider than the output: 6,272 floats for ``--network conv
+    --hidden-dim 64`` on 28 × 28 against an output of 784).
+    """
+    out = model.likelihood.output_multiplier() * d
+    return max(1, out, int(getattr(model.decoder, "floats_per_sample", 0)))
 
 
 def _global_means(pilot: Sites) -> dict[str, torch.Tensor]:

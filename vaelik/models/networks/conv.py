@@ -180,6 +180,10 @@ class ConvDecoder(nn.Module):
                        nn.ReLU()]
         layers.append(nn.ConvTranspose2d(channels[0], out_multiplier * c, _KERNEL, _STRIDE, _PAD))
         self.body = nn.Sequential(*layers)
+        # the transposed convolution of index i makes c_{i-1} channels at (H/2^i, W/2^i)
+        maps = [math.prod(self.start)] + [channels[i - 1] * (h >> i) * (w >> i) for i in range(blocks - 1, 0, -1)]
+        #: floats of the widest tensor made for one z (a feature map, or the output)
+        self.floats_per_sample = max(*maps, out_multiplier * c * h * w)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Raw outputs of shape ``(..., m·C·H·W)`` for ``z`` of shape ``(..., latent_dim)``."""

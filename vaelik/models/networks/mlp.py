@@ -64,6 +64,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.body, width = _body(latent_dim, hidden_dim)
         self.head = nn.Linear(width, out_features)
+        #: floats of the widest tensor made for one z (the hidden layer, or the output)
+        self.floats_per_sample = max(width, out_features)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Raw outputs of shape ``(..., out_features)`` for ``z`` of shape ``(..., latent_dim)``."""
