@@ -11,8 +11,14 @@ import pandas as pd
 import pytest
 
 from vaelik.cli import main
-from vaelik.compare import (COMPARE_FAMILIES, COMPARE_NETWORK_SETTINGS, COMPARE_SETTINGS, binarised, compare_grid,
-                            run_compare)
+from vaelik.compare import (
+    COMPARE_FAMILIES,
+    COMPARE_NETWORK_SETTINGS,
+    COMPARE_SETTINGS,
+    binarised,
+    compare_grid,
+    run_compare,
+)
 from vaelik.errors import InputError
 from vaelik.sweep import expand
 
