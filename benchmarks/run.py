@@ -331,10 +331,13 @@ class _RssSampler(threading.Thread):
         return self.peak - self.start_rss
 
 
-def iwae_worker(which: str, n: int, k: int, threads: int) -> dict:
+def iwae_worker(which: str, n: int, k: int, threads: int, network: str = "mlp") -> dict:
     torch.set_num_threads(threads)
     x = make_data("mnist", n)
-    model = _vaelik_model(x.shape[1])
+    if network == "conv":  # vaelik compare's conv VAE (--hidden-dim 64, z = 16) on 28 x 28
+        model = _vaelik_model(x.shape[1], network="conv", shape=(1, 28, 28), hidden=64, latent=16)
+    else:
+        model = _vaelik_model(x.shape[1])
     torch.manual_seed(0)
     with model.params(), torch.no_grad():
         from pyro import poutine
@@ -422,9 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iwae-worker", choices=["hand", "vaelik"], help=argparse.SUPPRESS)
     p.add_argument("--iwae-n", type=int, default=2000, help=argparse.SUPPRESS)
     p.add_argument("--iwae-k", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--iwae-network", choices=["mlp", "conv"], default="mlp", help=argparse.SUPPRESS)
+    p.add_argument("--conv-iwae-n", type=int, default=1000,
+                   help="points of the conv network's memory cell in iwae10k (default 1,000: the peak "
+                        "is that of one chunk, reached at any n above a chunk's rows)")
     args = p.parse_args(argv)
     if args.iwae_worker:
-        print(json.dumps(iwae_worker(args.iwae_worker, args.iwae_n, args.iwae_k, args.threads)))
+        print(json.dumps(iwae_worker(args.iwae_worker, args.iwae_n, args.iwae_k, args.threads,
+                                     args.iwae_network)))
         return 0
     torch.set_num_threads(args.threads)
     steps = args.steps or (30 if args.quick else 100)
@@ -486,19 +494,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['contender']} | {r['seconds']:.2f} | {r['min']:.2f}–{r['max']:.2f} | "
                   f"{r['ratio']:.2f}× | {r['peak_mb']:.0f} | {r['log_px']:.2f} |", flush=True)
     if "iwae10k" not in args.skip:
-        n = 1000 if args.quick else 10000
-        out = subprocess.run(
-            [sys.executable, __file__, "--iwae-worker", "vaelik", "--iwae-n", str(n),
-             "--iwae-k", "1000", "--threads", str(args.threads)],
-            capture_output=True, text=True, check=True, cwd=ROOT)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"\n# IWAE log p(x) of a Fashion-MNIST-sized test set: K=1000, {n:,} points, 784-d, "
-              "vaelik iwae_log_px in a fresh process")
-        print("\n| seconds | RSS before MB | peak RSS rise MB (sampled) | ru_maxrss rise MB | "
+        cells = [("mlp", 1000 if args.quick else 10000), ("conv", 100 if args.quick else args.conv_iwae_n)]
+        print("\n# IWAE log p(x) of a Fashion-MNIST-sized test set: K=1000, 784-d, vaelik iwae_log_px "
+              "in a fresh process (MLP 784-400-20; conv --hidden-dim 64, the compare grid's)")
+        print("\n| network | points | seconds | RSS before MB | peak RSS rise MB (sampled) | ru_maxrss rise MB | "
               "process ru_maxrss MB |")
-        print("|---:|---:|---:|---:|---:|")
-        print(f"| {r['seconds']:.1f} | {r['start_rss_mb']:.0f} | {r['peak_mb']:.0f} | "
-              f"{r['maxrss_rise_mb']:.0f} | {r['maxrss_mb']:.0f} |", flush=True)
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for network, n in cells:
+            out = subprocess.run(
+                [sys.executable, __file__, "--iwae-worker", "vaelik", "--iwae-n", str(n),
+                 "--iwae-k", "1000", "--threads", str(args.threads), "--iwae-network", network],
+                capture_output=True, text=True, check=True, cwd=ROOT)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {network} | {n:,} | {r['seconds']:.1f} | {r['start_rss_mb']:.0f} | {r['peak_mb']:.0f} | "
+                  f"{r['maxrss_rise_mb']:.0f} | {r['maxrss_mb']:.0f} |", flush=True)
     if "demo" not in args.skip:
         epochs = 1 if args.quick else 3
         d = time_demo(epochs, args.threads)
