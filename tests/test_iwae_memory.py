@@ -175,3 +175,27 @@ def test_the_encoder_runs_once_per_chunk_of_rows_and_group():
     finally:
         hook.remove()
     assert calls == [1] + [10] * 8  # the pilot trace of one row, then (2 row chunks) x (4 groups)
+
+
+def test_the_epoch_metrics_take_fewer_rows_for_wide_networks(monkeypatch):
+    """``split_metrics``' default chunk keeps every tensor of a wide decoder within CHUNK_FLOATS."""
+    from vaelik.inference import terms
+
+    lik = get_likelihood("normal", scale="learned")
+    mlp = build_model("vae", lik, 784, 16, 256)
+    conv = build_model("vae", get_likelihood("normal", scale="learned"), 784, 16, 64, data_shape=(1, 28, 28),
+                       network="conv")
+    assert terms.metric_rows(mlp, 784) == terms.METRIC_ROWS == 8192  # 784 floats a row: unchanged
+    rows = terms.metric_rows(conv, 784)
+    assert rows * conv.decoder.floats_per_sample <= CHUNK_FLOATS < (rows + 1) * conv.decoder.floats_per_sample
+    model, x = _conv_vae()  # 512-float feature maps, 20 rows
+    monkeypatch.setattr(terms, "CHUNK_FLOATS", 2048)  # 4 rows a chunk
+    assert terms.metric_rows(model, 64) == 4
+    with model.params():
+        bounded, whole = LargestTensor(), LargestTensor()
+        with bounded:
+            metrics = terms.split_metrics(model, x)
+        with whole:
+            terms.split_metrics(model, x, chunk=len(x))
+    assert bounded.largest <= 2048 and whole.largest == 20 * 512
+    assert all(math.isfinite(metrics[k]) for k in ("elbo", "recon", "kl", "mse"))
