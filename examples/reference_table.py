@@ -143,7 +143,10 @@ def paired_table(first: str | Path, second: str | Path) -> pd.DataFrame:
         rows.append({"family": a["family"], "scored data": key[1], "test images": len(shared),
                      "bits/dim (first)": left[shared].mean(), "bits/dim (second)": right[shared].mean(),
                      "first − second": diff.mean(), "paired se": diff.std(ddof=1) / np.sqrt(len(shared))})
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    frame = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    binary = frame["scored data"].eq("binary")  # ordered as the reference table
+    return (frame.assign(_binary=binary).sort_values(["_binary", "scored data", "bits/dim (first)"])
+            .drop(columns="_binary").reset_index(drop=True))
 
 
 def main(argv: list[str] | None = None) -> int:
