@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "early stopping ends most runs sooner)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per likelihood (default %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: cores)")
-    p.add_argument("--network", default="mlp", help="encoder/decoder networks: mlp or conv "
-                   "(default %(default)s)")
+    p.add_argument("--network", default="mlp", help="encoder/decoder networks: mlp (256 hidden units) or "
+                   "conv (64 channels in its deepest block) (default %(default)s)")
     p.add_argument("--data-opt", action="append", default=[], type=parse_key_value,
                    metavar="KEY=VALUE", help="option of the data set, e.g. n=5000 for a subset "
                    "(repeatable)")
