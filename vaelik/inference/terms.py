@@ -146,18 +146,17 @@ def scale_summary(scale: torch.Tensor | None) -> float | None:
     return float(scale.pow(2).mean().sqrt())
 
 
-@torch.no_grad()
 def metric_rows(model: Model, d: int) -> int:
     """Rows per chunk of the metrics: :data:`METRIC_ROWS`, or fewer so that no tensor passes ``CHUNK_FLOATS``.
 
     The widest tensor per row is the decoder's (:func:`~vaelik.inference.estimators.floats_per_particle`):
     784-d MLP rows keep 8,192 rows a chunk; the conv VAE of ``--hidden-dim 64`` on
-    28 × 28 (6,272-float feature maps) takes 1,337, which is also faster per row on
-    a CPU (its caches) than 8,192.
+    28 × 28 (6,272-float feature maps) takes 1,337.
     """
     return max(1, min(METRIC_ROWS, CHUNK_FLOATS // floats_per_particle(model, d)))
 
 
+@torch.no_grad()
 def per_dim_errors(model: Model, x: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Per-dimension mean squared and absolute error of the observation mean on ``x``.
 
