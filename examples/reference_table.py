@@ -35,12 +35,24 @@ COLUMNS = ["family", "network", "scored data", "test bits/dim", "kind", "K", "te
            "MSE", "scale", "active units", "epochs (best / run)", "converged", "wall (s)", "seed"]
 
 
+def _family(e: dict) -> str:
+    """The family's label from ``eval.json``, marked when it scored dequantised data."""
+    return e["family"]["label"] + ("" if e.get("dequantised") is None else ", dequantised")
+
+
+def _grouped(frame: pd.DataFrame, bits: str) -> pd.DataFrame:
+    """Rows grouped by the discrete data scored (grey levels first, binarised last), by ``bits`` within."""
+    binary = frame["scored data"].eq("binary")
+    return (frame.assign(_binary=binary).sort_values(["_binary", "scored data", bits])
+            .drop(columns="_binary").reset_index(drop=True))
+
+
 def _row(run_dir: Path, seconds: dict[str, float]) -> dict:
     config = json.loads((run_dir / "config.json").read_text())
     e = json.loads((run_dir / "eval.json").read_text())
     scale = e.get("scale")
     return {
-        "family": e["family"]["label"] + ("" if e.get("dequantised") is None else ", dequantised"),
+        "family": _family(e),
         "network": config.get("network", "mlp"),
         "scored data": e.get("scored_data") or "—",
         "test bits/dim": e.get("bits_per_dim"),
@@ -68,11 +80,7 @@ def reference_table(folder: str | Path) -> pd.DataFrame:
     runs = [r for r in find_run_dirs(folder) if (r / "eval.json").is_file()]
     if not runs:
         raise SystemExit(f"no evaluated runs under {folder}")
-    frame = pd.DataFrame([_row(r, seconds) for r in runs], columns=COLUMNS)
-    binary = frame["scored data"].eq("binary")
-    return (frame.assign(_binary=binary)
-            .sort_values(["_binary", "scored data", "test bits/dim"])
-            .drop(columns="_binary").reset_index(drop=True))
+    return _grouped(pd.DataFrame([_row(r, seconds) for r in runs], columns=COLUMNS), "test bits/dim")
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -105,14 +113,14 @@ def _scored(run_dir: Path) -> dict:
     points = pd.read_csv(run_dir / "pointwise.csv")
     bits = bits_per_image(points["log_px"], int(e["data_dim"]), e.get("dequantised"))
     return {"key": (e["likelihood"], e.get("scored_data")),
-            "family": e["family"]["label"] + ("" if e.get("dequantised") is None else ", dequantised"),
+            "family": _family(e),
             "subset": info.get("params", {}).get("n_test"), "seed": info.get("params", {}).get("subset_seed", 0),
             "n_test": int(info["n_test"]), "bits": pd.Series(bits, index=points["index"].to_numpy())}
 
 
 def _official_rows(run: dict, total: int) -> np.ndarray:
     """The official test rows a run scored, in the order of its ``pointwise.csv`` index."""
-    rows = subset_rows(total, run["subset"], run["seed"], 1) if run["subset"] is not None else None
+    rows = subset_rows(total, run["subset"], run["seed"], 1)  # None: the whole test set
     return np.arange(total) if rows is None else rows
 
 
@@ -143,10 +151,7 @@ def paired_table(first: str | Path, second: str | Path) -> pd.DataFrame:
         rows.append({"family": a["family"], "scored data": key[1], "test images": len(shared),
                      "bits/dim (first)": left[shared].mean(), "bits/dim (second)": right[shared].mean(),
                      "first − second": diff.mean(), "paired se": diff.std(ddof=1) / np.sqrt(len(shared))})
-    frame = pd.DataFrame(rows, columns=PAIRED_COLUMNS)
-    binary = frame["scored data"].eq("binary")  # ordered as the reference table
-    return (frame.assign(_binary=binary).sort_values(["_binary", "scored data", "bits/dim (first)"])
-            .drop(columns="_binary").reset_index(drop=True))
+    return _grouped(pd.DataFrame(rows, columns=PAIRED_COLUMNS), "bits/dim (first)")
 
 
 def main(argv: list[str] | None = None) -> int:
